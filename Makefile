@@ -40,3 +40,16 @@ bench: $(VENV)/.stamp-test
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+
+# --- the SPA (sources in client/, built files committed in static/) ---
+client:
+	cd client && npm ci --no-audit --no-fund && npm run build
+
+# Vitest unit tests, type check, and "static/ is what the sources build".
+client-test:
+	cd client && npm ci --no-audit --no-fund && npm run typecheck && npm test && npm run build
+	git diff --exit-code -- static/ || (echo "static/ differs from what client/ builds: run 'make client' and commit" && exit 1)
+
+# Browser end-to-end tests (Debian chromium driven by Playwright).
+e2e: $(VENV)/.stamp-test
+	$(BIN)/pytest tests/e2e
