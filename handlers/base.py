@@ -1,0 +1,124 @@
+"""Shared pieces of the HTTP handlers: the application context, JSON I/O, session lookup.
+
+Handlers stay thin: they parse the request, authorise it (through :class:`SessionAuth`, the one
+place sessions are checked) and delegate to ``streaming``. Errors are JSON
+``{"error": {"code", "message"}}`` with the matching status.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import ujson
+from tornado.web import HTTPError, RequestHandler
+
+from config.settings import Settings
+from streaming.auth import COOKIE_NAME, Authenticated, SessionAuth
+from streaming.manager import StreamManager
+from streaming.service import PortfolioService
+
+__all__ = ["Context", "BaseHandler", "ApiError"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Context:
+    """Everything the handlers reach, built once by ``server.py``."""
+
+    settings: Settings
+    auth: SessionAuth
+    manager: StreamManager
+    service: PortfolioService
+    extra_status: dict[str, Any] = field(default_factory=dict)
+
+
+class ApiError(HTTPError):
+    """An HTTP error with a machine-readable ``code`` for the JSON body."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(status, reason=None, log_message=message)
+        self.code = code
+        self.message = message
+
+
+class BaseHandler(RequestHandler):
+    """JSON API base: ``ctx`` access, JSON errors, cookie session lookup, no caching."""
+
+    auth_result: Authenticated | None = None
+
+    @property
+    def ctx(self) -> Context:
+        """The application :class:`Context`."""
+        ctx: Context = self.application.settings["ctx"]
+        return ctx
+
+    def set_default_headers(self) -> None:
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.set_header("Cache-Control", "no-store")
+        self.set_header("X-Content-Type-Options", "nosniff")
+
+    def write_json(self, payload: Any, status: int = 200) -> None:
+        """Finish the request with ``payload`` as JSON and HTTP ``status``."""
+        self.set_status(status)
+        self.finish(ujson.dumps(payload, ensure_ascii=False, escape_forward_slashes=False))
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None))[1]
+        if isinstance(exc, ApiError):
+            code, message = exc.code, exc.message
+        elif isinstance(exc, HTTPError) and exc.log_message:
+            code, message = (
+                "http_error",
+                exc.log_message % exc.args if exc.args else exc.log_message,
+            )
+        else:
+            code, message = "http_error", self._reason
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(ujson.dumps({"error": {"code": code, "message": message}}))
+
+    def json_body(self) -> dict[str, Any]:
+        """Decode the request body as a JSON object.
+
+        Raises:
+            ApiError: 400 ``invalid_json`` when the body is not a JSON object.
+        """
+        try:
+            body = ujson.loads(self.request.body or b"")
+        except (ValueError, OverflowError):
+            raise ApiError(400, "invalid_json", "request body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise ApiError(400, "invalid_json", "request body must be a JSON object")
+        return body
+
+    def session_token(self) -> str | None:
+        """Return the session cookie's value (never logged)."""
+        return self.get_cookie(COOKIE_NAME)
+
+    async def authenticate(self) -> Authenticated | None:
+        """Look up the session cookie; sets and returns :attr:`auth_result`."""
+        self.auth_result = await self.ctx.auth.verify(self.session_token())
+        return self.auth_result
+
+    async def require_user(self) -> Authenticated:
+        """Return the authenticated session or raise 401.
+
+        Raises:
+            ApiError: 401 ``unauthorized``.
+        """
+        auth = await self.authenticate()
+        if auth is None:
+            raise ApiError(401, "unauthorized", "login required")
+        return auth
+
+    def check_request_origin(self) -> None:
+        """Refuse state-changing requests whose ``Origin`` is not allowed (CSRF defence).
+
+        Raises:
+            ApiError: 403 ``bad_origin``.
+        """
+        origin = self.request.headers.get("Origin")
+        if origin is not None and origin.rstrip("/") not in self.ctx.settings.origins():
+            raise ApiError(403, "bad_origin", f"origin {origin!r} is not allowed")

@@ -1,0 +1,51 @@
+"""``POST /internal/events``: how other services (work queue, position manager) push events.
+
+``Authorization: Bearer <INTERNAL_TOKEN>`` (compared in constant time; with no token configured
+the hook is disabled and always answers 401). Body ``{"userId", "type", "data"}``; ``data`` is
+validated against the schema of ``type`` (:func:`streaming.events.validate_event_data`).
+→ 202 ``{"accepted": true}``; bad body → 400 naming the field; unknown user → 404.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from handlers.base import ApiError, BaseHandler
+from streaming.events import EventValidationError, validate_event_data
+
+__all__ = ["InternalEventsHandler"]
+
+
+class InternalEventsHandler(BaseHandler):
+    """Accepts one event for one user and emits it through batching and fan-out."""
+
+    def _check_token(self) -> None:
+        expected = self.ctx.settings.internal_token
+        header = self.request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if (
+            not expected
+            or scheme.lower() != "bearer"
+            or not hmac.compare_digest(token.strip().encode(), expected.encode())
+        ):
+            raise ApiError(401, "unauthorized", "missing or wrong bearer token")
+
+    async def post(self) -> None:
+        self._check_token()
+        body = self.json_body()
+        user_id = body.get("userId")
+        if isinstance(user_id, int) and not isinstance(user_id, bool):
+            user_id = str(user_id)
+        if not isinstance(user_id, str) or not user_id.isdigit():
+            raise ApiError(400, "invalid_field", 'userId: must be a user id string such as "1"')
+        type_ = body.get("type")
+        try:
+            data = validate_event_data(
+                type_ if isinstance(type_, str) else repr(type_), body.get("data")
+            )
+        except EventValidationError as exc:
+            raise ApiError(400, "invalid_field", str(exc)) from None
+        if await self.ctx.auth.store.get_user(int(user_id)) is None:
+            raise ApiError(404, "unknown_user", f"userId: no user {user_id}")
+        self.ctx.manager.emit(user_id, str(type_), data)
+        self.write_json({"accepted": True}, status=202)

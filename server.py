@@ -1,0 +1,316 @@
+"""folio-stream entry point: ``python server.py [--flags]`` runs the server; ``adduser`` adds users.
+
+Usage::
+
+    python server.py [--port 8888] [--host 127.0.0.1] [--database-url …]   # run
+    python server.py adduser NAME [--admin] [--password P]
+                     [--alpaca-key K --alpaca-secret S [--live]]          # add a user
+
+Every setting is also an environment variable (see ``config/settings.py`` and the README).
+With no Alpaca keys the server runs in demo mode: it starts the bundled Alpaca-protocol simulator,
+seeds ``alice``/``bob`` (password ``demo``) and ``admin`` (password ``admin``), and links each
+trader to a simulator account. SIGTERM/SIGINT flush pending batches, close sockets with 1001,
+stop the broker streams and exit 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import tornado.web
+from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_sockets
+
+from config.settings import SETTINGS_HELP, Settings, SettingsError, load_settings
+from handlers.admin import MetricsHandler, StatsHandler
+from handlers.auth import LoginHandler, LogoutHandler, MeHandler
+from handlers.base import Context
+from handlers.internal import InternalEventsHandler
+from handlers.portfolio import HealthHandler, PortfolioHandler
+from handlers.spa import SpaHandler
+from handlers.ws import PortfolioSocket
+from storage.db import Store, UserExistsError, open_store
+from streaming.alpaca_bridge import AlpacaBridge, BridgeAccount, Endpoints
+from streaming.auth import SessionAuth
+from streaming.manager import StreamManager
+from streaming.memory_broker import MemoryBroker
+from streaming.service import PortfolioService
+
+log = logging.getLogger("folio")
+
+STATIC_DIR = Path(__file__).with_name("static")
+DEMO_TRADERS = (("alice", "demo"), ("bob", "demo"))
+DEMO_DATA_KEY = ("DEMO-MARKET-DATA", "demo-market-data-secret")
+
+
+class NotFoundHandler(tornado.web.RequestHandler):
+    """404 for a route that is switched off (e.g. ``/ws/portfolio`` with the flag false)."""
+
+    def get(self, *args: str) -> None:
+        raise tornado.web.HTTPError(404)
+
+
+def make_app(ctx: Context, static_dir: Path = STATIC_DIR) -> tornado.web.Application:
+    """Build the Tornado application: routes → thin handlers → ``ctx``.
+
+    Args:
+        ctx: the shared :class:`~handlers.base.Context`.
+        static_dir: where the built SPA lives.
+
+    Returns:
+        The application (not yet listening).
+    """
+    settings = ctx.settings
+    ws_route: Any = (
+        (r"/ws/portfolio", PortfolioSocket)
+        if settings.enable_realtime_portfolio
+        else (r"/ws/portfolio", NotFoundHandler)
+    )
+    routes: list[Any] = [
+        ws_route,
+        (r"/api/login", LoginHandler),
+        (r"/api/logout", LogoutHandler),
+        (r"/api/me", MeHandler),
+        (r"/api/health", HealthHandler),
+        (r"/api/positions", PortfolioHandler, {"view": "positions"}),
+        (r"/api/orders", PortfolioHandler, {"view": "orders"}),
+        (r"/api/account", PortfolioHandler, {"view": "account"}),
+        (r"/api/trades", PortfolioHandler, {"view": "trades"}),
+        (r"/api/admin/websocket-stats", StatsHandler),
+        (r"/metrics", MetricsHandler),
+        (r"/internal/events", InternalEventsHandler),
+        (r"/(?:api|ws|internal)/.*", NotFoundHandler),
+        (r"/assets/(.*)", tornado.web.StaticFileHandler, {"path": str(static_dir / "assets")}),
+        (r"/(favicon\.(?:ico|svg))", tornado.web.StaticFileHandler, {"path": str(static_dir)}),
+        (r"/(.*)", SpaHandler, {"static_dir": str(static_dir)}),
+    ]
+    return tornado.web.Application(
+        routes,
+        ctx=ctx,
+        websocket_max_message_size=settings.max_message_bytes,
+        xheaders=True,
+    )
+
+
+class FolioServer:
+    """The whole server in one object, so tests can run it in-process on a free port.
+
+    Args:
+        settings: validated settings.
+        static_dir: where the built SPA lives.
+    """
+
+    def __init__(self, settings: Settings, static_dir: Path = STATIC_DIR) -> None:
+        self.settings = settings
+        self.static_dir = static_dir
+        self.store: Store | None = None
+        self.simulator: Any = None
+        self.bridge: AlpacaBridge | None = None
+        self.http: HTTPServer | None = None
+        self.port = 0
+        self.manager: StreamManager | None = None
+        self.service: PortfolioService | None = None
+        self.ctx: Context | None = None
+
+    async def start(self) -> int:
+        """Open storage, start the simulator (demo), the bridge and the HTTP server.
+
+        Returns:
+            The bound HTTP port.
+        """
+        s = self.settings
+        self.store = store = await open_store(s.database_url, s.secret_key)
+        broker = MemoryBroker()
+        self.manager = manager = StreamManager(
+            broker,
+            batch_window_ms=s.batch_window_ms,
+            max_connections_per_user=s.max_connections_per_user,
+            heartbeat_interval_s=s.heartbeat_interval_s,
+            heartbeat_timeout_s=s.heartbeat_timeout_s,
+        )
+        self.service = service = PortfolioService(manager, stale_after_s=s.stale_after_s)
+        manager.set_source(service)
+        auth = SessionAuth(store, s.secret_key, s.session_ttl_s)
+        self.ctx = Context(s, auth, manager, service)
+
+        endpoints = Endpoints(
+            s.alpaca_trading_url or None, s.alpaca_stream_url or None, s.alpaca_data_url or None
+        )
+        data_key, data_secret = s.alpaca_api_key, s.alpaca_secret_key
+        if s.demo:
+            endpoints, data_key, data_secret = await self._start_demo(store)
+        accounts = [
+            BridgeAccount(a.user_id, a.key, a.secret, a.paper)
+            for a in await store.linked_accounts()
+        ]
+        for account in accounts:
+            service.add_account(account.user_id)
+        sockets = bind_sockets(s.port, s.host)
+        self.port = sockets[0].getsockname()[1]
+        self.http = HTTPServer(make_app(self.ctx, self.static_dir), xheaders=True)
+        self.http.add_sockets(sockets)
+        manager.start()
+        self.bridge = AlpacaBridge(
+            service,
+            accounts,
+            data_key=data_key,
+            data_secret=data_secret,
+            endpoints=endpoints,
+            sync_interval_s=s.sync_interval_s,
+            paper=s.alpaca_paper,
+        )
+        self.ctx.extra_status["bridge"] = {"accounts": len(accounts), "demo": s.demo}
+        await self.bridge.start()
+        log.info(
+            "folio-stream listening on http://%s:%d (%s, realtime %s, %d linked account(s))",
+            s.host,
+            self.port,
+            "demo mode" if s.demo else "Alpaca",
+            s.enable_realtime_portfolio,
+            len(accounts),
+        )
+        return self.port
+
+    async def _start_demo(self, store: Store) -> tuple[Endpoints, str, str]:
+        from streaming.simulator import Simulator
+
+        created = []
+        for name, password in (*DEMO_TRADERS, ("admin", "admin")):
+            if await store.get_user_by_name(name) is None:
+                await store.create_user(name, password, is_admin=name == "admin")
+                created.append(name)
+        sim = Simulator(month_s=self.settings.simulator_month_s)
+        for name, _ in DEMO_TRADERS:
+            user = await store.get_user_by_name(name)
+            assert user is not None
+            key, secret = f"DEMO-{name.upper()}", f"demo-{name}-secret"
+            await store.link_broker_account(user.id, key, secret, paper=True)
+            sim.add_account(key, secret)
+        sim.add_account(*DEMO_DATA_KEY, auto_trade=False)
+        await sim.start(self.settings.simulator_port)
+        self.simulator = sim
+        if created:
+            log.info(
+                "demo mode: seeded users %s (alice/bob password 'demo', admin password 'admin')",
+                ", ".join(created),
+            )
+        log.info(
+            "demo mode: Alpaca-protocol simulator at %s; alice and bob linked to it",
+            sim.trading_url,
+        )
+        return (
+            Endpoints(sim.trading_url, sim.trading_stream_url, sim.data_stream_url),
+            *DEMO_DATA_KEY,
+        )
+
+    async def stop(self) -> None:
+        """Graceful stop: flush batches, close sockets with 1001, stop streams and simulator."""
+        if self.http is not None:
+            self.http.stop()
+        if self.manager is not None:
+            await self.manager.stop()
+        if self.bridge is not None:
+            await self.bridge.stop()
+        if self.simulator is not None:
+            await self.simulator.stop()
+        if self.http is not None:
+            try:
+                await asyncio.wait_for(self.http.close_all_connections(), 1.0)
+            except TimeoutError:
+                pass
+        if self.store is not None:
+            await self.store.close()
+
+
+async def _serve(settings: Settings) -> int:
+    server = FolioServer(settings)
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down")
+    try:
+        await asyncio.wait_for(server.stop(), 4.0)
+    except TimeoutError:
+        log.warning("shutdown took longer than 4 s; exiting anyway")
+    return 0
+
+
+async def _adduser(settings: Settings, args: argparse.Namespace) -> int:
+    store = await open_store(settings.database_url, settings.secret_key)
+    try:
+        password = args.password or os.environ.get("FOLIO_PASSWORD") or getpass.getpass()
+        try:
+            user = await store.create_user(args.name, password, is_admin=args.admin)
+        except (UserExistsError, ValueError) as exc:
+            print(f"adduser: {exc}", file=sys.stderr)
+            return 1
+        if args.alpaca_key or args.alpaca_secret:
+            if not (args.alpaca_key and args.alpaca_secret):
+                print("adduser: --alpaca-key and --alpaca-secret go together", file=sys.stderr)
+                return 1
+            await store.link_broker_account(
+                user.id, args.alpaca_key, args.alpaca_secret, paper=not args.live
+            )
+        role = "admin" if user.is_admin else "trader"
+        linked = " linked to a broker account" if args.alpaca_key else ""
+        print(f"created {role} {user.username} (userId {user.user_id}){linked}")
+        return 0
+    finally:
+        await store.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the server or the ``adduser`` command.
+
+    Args:
+        argv: command-line arguments without the program name (default ``sys.argv[1:]``).
+
+    Returns:
+        The process exit code.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(
+        level=os.environ.get("LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if argv and argv[0] == "adduser":
+        parser = argparse.ArgumentParser(prog="server.py adduser", description="Add a user.")
+        parser.add_argument("name")
+        parser.add_argument("--admin", action="store_true", help="grant the admin role")
+        parser.add_argument("--password", help="password (default: $FOLIO_PASSWORD or a prompt)")
+        parser.add_argument("--alpaca-key", help="the trader's Alpaca API key id")
+        parser.add_argument("--alpaca-secret", help="the trader's Alpaca secret key")
+        parser.add_argument("--live", action="store_true", help="a live (not paper) account")
+        args, rest = parser.parse_known_args(argv[1:])
+        try:
+            settings = load_settings(argv=rest)
+        except SettingsError as exc:
+            print(f"settings error: {exc}", file=sys.stderr)
+            return 2
+        return asyncio.run(_adduser(settings, args))
+    if argv and argv[0] in ("-h", "--help"):
+        print(__doc__)
+        for name, text in SETTINGS_HELP.items():
+            print(f"  --{name.replace('_', '-'):28} {name.upper()}: {text}")
+        return 0
+    try:
+        settings = load_settings(argv=argv)
+    except SettingsError as exc:
+        print(f"settings error: {exc}", file=sys.stderr)
+        return 2
+    return asyncio.run(_serve(settings))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

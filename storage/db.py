@@ -1,0 +1,385 @@
+"""Users, linked broker accounts and login sessions in SQL (SQLite by default, PostgreSQL).
+
+``open_store(database_url, secret_key)`` picks the engine from the URL:
+
+- ``sqlite:///var/folio.db`` (relative) or ``sqlite:////abs/path.db``: the stdlib ``sqlite3``.
+  Calls are synchronous but take microseconds on a local file, so they run on the IOLoop.
+- ``postgresql://user@host:5432/db``: psycopg 3's ``AsyncConnection`` (autocommit), one
+  connection serialised by a lock: logins and session checks are rare next to stream traffic.
+
+The schema is created by :meth:`Store.migrate`, which applies the numbered files in
+``storage/migrations/`` (``NNNN_name.<dialect>.sql``) that are not yet recorded in the
+``schema_migrations`` table, each in its own transaction. Never change an applied file: add one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from storage.crypto import KeyBox, hash_password, verify_password
+
+__all__ = [
+    "User",
+    "Session",
+    "LinkedAccount",
+    "Store",
+    "UserExistsError",
+    "open_store",
+]
+
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+
+
+class UserExistsError(ValueError):
+    """A user with that username already exists."""
+
+
+@dataclass(frozen=True)
+class User:
+    """A person who can log in. ``id`` is the ``userId`` on the wire (as a string)."""
+
+    id: int
+    username: str
+    is_admin: bool
+
+    @property
+    def user_id(self) -> str:
+        """The wire ``userId``: the numeric id as a string."""
+        return str(self.id)
+
+
+@dataclass(frozen=True)
+class Session:
+    """A login session; the session cookie's JWT carries its ``sid``."""
+
+    sid: str
+    user_id: int
+    created_at: datetime
+    expires_at: datetime
+    revoked_at: datetime | None
+
+    def is_active(self, now: datetime) -> bool:
+        """True when neither revoked nor expired at ``now`` (UTC)."""
+        return self.revoked_at is None and now < self.expires_at
+
+
+@dataclass(frozen=True)
+class LinkedAccount:
+    """A trader's broker account with its decrypted Alpaca key pair (never log ``secret``)."""
+
+    user_id: str
+    username: str
+    key: str
+    secret: str
+    paper: bool
+
+    def __repr__(self) -> str:
+        return f"LinkedAccount(user_id={self.user_id!r}, username={self.username!r}, key=***)"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Store(ABC):
+    """Persistence for users, broker accounts and sessions. All methods are coroutines.
+
+    Subclasses implement four primitives (:meth:`_query`, :meth:`_script`, :meth:`_ts`,
+    :meth:`_from_ts`); the SQL is shared and written with ``?`` placeholders.
+    """
+
+    dialect: str = ""
+
+    def __init__(self, secret_key: str) -> None:
+        self._box = KeyBox(secret_key)
+
+    # -- primitives -------------------------------------------------------------------------
+    @abstractmethod
+    async def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run one statement; return its rows (empty for statements without a result)."""
+
+    @abstractmethod
+    async def _script(self, sql: str, version: str) -> None:
+        """Run a migration script and record ``version`` in one transaction."""
+
+    @abstractmethod
+    def _ts(self, value: datetime) -> Any:
+        """Convert a UTC datetime to the engine's parameter value."""
+
+    @abstractmethod
+    def _from_ts(self, value: Any) -> datetime:
+        """Convert a stored timestamp back to an aware UTC datetime."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Close the connection."""
+
+    # -- schema -----------------------------------------------------------------------------
+    async def migrate(self) -> list[str]:
+        """Apply pending migrations for this dialect.
+
+        Returns:
+            The versions applied now (``["0001_initial"]`` on a new database, ``[]`` after).
+        """
+        await self._query(
+            "CREATE TABLE IF NOT EXISTS schema_migrations "
+            "(version TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
+        )
+        done = {row[0] for row in await self._query("SELECT version FROM schema_migrations")}
+        applied = []
+        for path in sorted(MIGRATIONS_DIR.glob(f"*.{self.dialect}.sql")):
+            version = path.name.split(".")[0]
+            if version not in done:
+                await self._script(path.read_text(), version)
+                applied.append(version)
+        return applied
+
+    # -- users ------------------------------------------------------------------------------
+    async def create_user(self, username: str, password: str, *, is_admin: bool = False) -> User:
+        """Create a user with a scrypt-hashed password.
+
+        Args:
+            username: 1–64 characters of letters, digits, ``._-``.
+            password: clear text; only its hash is stored.
+            is_admin: grants access to the admin endpoints.
+
+        Returns:
+            The new :class:`User`.
+
+        Raises:
+            UserExistsError: the username is taken.
+            ValueError: the username or password is malformed.
+        """
+        if (
+            not username
+            or len(username) > 64
+            or not all(c.isalnum() or c in "._-" for c in username)
+        ):
+            raise ValueError("username must be 1-64 letters, digits, '.', '_' or '-'")
+        if await self.get_user_by_name(username) is not None:
+            raise UserExistsError(f"user {username!r} already exists")
+        await self._query(
+            "INSERT INTO users (username, password_hash, is_admin, created_at) VALUES (?, ?, ?, ?)",
+            (username, hash_password(password), is_admin, self._ts(_now())),
+        )
+        user = await self.get_user_by_name(username)
+        assert user is not None
+        return user
+
+    async def get_user_by_name(self, username: str) -> User | None:
+        """Return the user called ``username`` or None."""
+        rows = await self._query(
+            "SELECT id, username, is_admin FROM users WHERE username = ?", (username,)
+        )
+        return User(rows[0][0], rows[0][1], bool(rows[0][2])) if rows else None
+
+    async def get_user(self, user_id: int) -> User | None:
+        """Return the user with numeric id ``user_id`` or None."""
+        rows = await self._query(
+            "SELECT id, username, is_admin FROM users WHERE id = ?", (user_id,)
+        )
+        return User(rows[0][0], rows[0][1], bool(rows[0][2])) if rows else None
+
+    async def list_users(self) -> list[User]:
+        """Return every user, ordered by id."""
+        rows = await self._query("SELECT id, username, is_admin FROM users ORDER BY id")
+        return [User(r[0], r[1], bool(r[2])) for r in rows]
+
+    async def authenticate(self, username: str, password: str) -> User | None:
+        """Return the user when ``password`` is right, else None (same cost either way)."""
+        rows = await self._query(
+            "SELECT id, username, is_admin, password_hash FROM users WHERE username = ?",
+            (username,),
+        )
+        if not rows:
+            verify_password(password, _dummy_hash())  # keep timing flat for unknown users
+            return None
+        if not verify_password(password, rows[0][3]):
+            return None
+        return User(rows[0][0], rows[0][1], bool(rows[0][2]))
+
+    # -- broker accounts --------------------------------------------------------------------
+    async def link_broker_account(
+        self, user_id: int, key: str, secret: str, *, paper: bool = True
+    ) -> None:
+        """Link (or re-link) a user's Alpaca key pair, stored encrypted with Fernet.
+
+        Raises:
+            ValueError: ``key`` or ``secret`` is empty.
+        """
+        if not key or not secret:
+            raise ValueError("both the Alpaca key and secret are required")
+        await self._query("DELETE FROM broker_accounts WHERE user_id = ?", (user_id,))
+        await self._query(
+            "INSERT INTO broker_accounts (user_id, alpaca_key_enc, alpaca_secret_enc, paper, "
+            "created_at) VALUES (?, ?, ?, ?, ?)",
+            (user_id, self._box.encrypt(key), self._box.encrypt(secret), paper, self._ts(_now())),
+        )
+
+    async def linked_accounts(self) -> list[LinkedAccount]:
+        """Return every linked broker account with decrypted keys.
+
+        Raises:
+            storage.crypto.InvalidToken: the keys were stored under another ``SECRET_KEY``.
+        """
+        rows = await self._query(
+            "SELECT u.id, u.username, b.alpaca_key_enc, b.alpaca_secret_enc, b.paper "
+            "FROM broker_accounts b JOIN users u ON u.id = b.user_id ORDER BY u.id"
+        )
+        return [
+            LinkedAccount(
+                str(r[0]), r[1], self._box.decrypt(r[2]), self._box.decrypt(r[3]), bool(r[4])
+            )
+            for r in rows
+        ]
+
+    # -- sessions ---------------------------------------------------------------------------
+    async def create_session(self, user_id: int, sid: str, ttl_s: int) -> Session:
+        """Record a new session ``sid`` for ``user_id`` lasting ``ttl_s`` seconds."""
+        now = _now()
+        expires = now + timedelta(seconds=ttl_s)
+        await self._query(
+            "INSERT INTO sessions (sid, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
+            (sid, user_id, self._ts(now), self._ts(expires)),
+        )
+        return Session(sid, user_id, now, expires, None)
+
+    async def get_session(self, sid: str) -> Session | None:
+        """Return the session ``sid`` (active or not) or None."""
+        rows = await self._query(
+            "SELECT sid, user_id, created_at, expires_at, revoked_at FROM sessions WHERE sid = ?",
+            (sid,),
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        revoked = self._from_ts(r[4]) if r[4] is not None else None
+        return Session(r[0], int(r[1]), self._from_ts(r[2]), self._from_ts(r[3]), revoked)
+
+    async def revoke_session(self, sid: str) -> None:
+        """Mark ``sid`` revoked; a revoked session is refused everywhere."""
+        await self._query(
+            "UPDATE sessions SET revoked_at = ? WHERE sid = ? AND revoked_at IS NULL",
+            (self._ts(_now()), sid),
+        )
+
+
+_DUMMY: list[str] = []
+
+
+def _dummy_hash() -> str:
+    if not _DUMMY:
+        _DUMMY.append(hash_password("not-a-password"))
+    return _DUMMY[0]
+
+
+class SqliteStore(Store):
+    """SQLite engine (stdlib ``sqlite3``); one connection, foreign keys on."""
+
+    dialect = "sqlite"
+
+    def __init__(self, path: str, secret_key: str) -> None:
+        super().__init__(secret_key)
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._conn.execute("PRAGMA foreign_keys = ON")
+        self._conn.execute("PRAGMA journal_mode = WAL")
+
+    async def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self._conn.execute(sql, tuple(params)).fetchall()
+
+    async def _script(self, sql: str, version: str) -> None:
+        now = _now().isoformat()
+        self._conn.executescript(
+            f"BEGIN;\n{sql}\nINSERT INTO schema_migrations VALUES ('{version}', '{now}');\nCOMMIT;"
+        )
+
+    def _ts(self, value: datetime) -> Any:
+        return value.isoformat()
+
+    def _from_ts(self, value: Any) -> datetime:
+        return datetime.fromisoformat(value)
+
+    async def close(self) -> None:
+        self._conn.close()
+
+
+class PostgresStore(Store):
+    """PostgreSQL engine (psycopg 3 ``AsyncConnection``, autocommit, one connection + lock)."""
+
+    dialect = "postgres"
+
+    def __init__(self, url: str, secret_key: str) -> None:
+        super().__init__(secret_key)
+        self._url = url
+        self._conn: Any = None
+        self._lock = asyncio.Lock()
+
+    async def connect(self) -> None:
+        """Open the connection.
+
+        Raises:
+            psycopg.OperationalError: the server does not answer.
+        """
+        import psycopg
+
+        self._conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
+
+    async def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        async with self._lock:
+            cur = await self._conn.execute(sql.replace("?", "%s"), tuple(params))
+            return list(await cur.fetchall()) if cur.description else []
+
+    async def _script(self, sql: str, version: str) -> None:
+        async with self._lock, self._conn.transaction():
+            await self._conn.execute(sql)
+            await self._conn.execute(
+                "INSERT INTO schema_migrations VALUES (%s, %s)", (version, _now().isoformat())
+            )
+
+    def _ts(self, value: datetime) -> Any:
+        return value
+
+    def _from_ts(self, value: Any) -> datetime:
+        return value if isinstance(value, datetime) else datetime.fromisoformat(value)
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+
+
+async def open_store(database_url: str, secret_key: str) -> Store:
+    """Open the store named by ``database_url`` and apply pending migrations.
+
+    Args:
+        database_url: ``sqlite:///relative.db``, ``sqlite:////absolute.db``, ``sqlite://:memory:``
+            or ``postgresql://…``.
+        secret_key: the server's ``SECRET_KEY`` (encrypts broker keys).
+
+    Returns:
+        A migrated :class:`Store`.
+
+    Raises:
+        ValueError: the URL scheme is not supported.
+        psycopg.OperationalError: PostgreSQL does not answer.
+    """
+    store: Store
+    if database_url.startswith("sqlite://"):
+        path = database_url[len("sqlite:///") :] if database_url.startswith("sqlite:///") else ""
+        store = SqliteStore(path or ":memory:", secret_key)
+    elif database_url.startswith(("postgresql://", "postgres://")):
+        pg = PostgresStore(database_url, secret_key)
+        await pg.connect()
+        store = pg
+    else:
+        raise ValueError(f"unsupported DATABASE_URL scheme: {database_url.split(':', 1)[0]!r}")
+    await store.migrate()
+    return store

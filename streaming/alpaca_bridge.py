@@ -1,0 +1,328 @@
+"""Bridge from Alpaca (or the bundled simulator) to the portfolio service, with real ``alpaca-py``.
+
+Three alpaca-py clients, the same code against Alpaca and against the simulator (only the URLs
+differ, see ``ALPACA_*_URL``):
+
+- one :class:`alpaca.trading.stream.TradingStream` per linked trader (``trade_updates``: order
+  events and fills), with the trader's own key pair;
+- one :class:`alpaca.data.live.StockDataStream` (market-data trades for the symbols held),
+  started only once a symbol is held — started empty it spins a core (see
+  ``../shared/alpaca-protocol.md``) — and re-subscribed as positions open and close;
+- :class:`alpaca.trading.client.TradingClient` for the REST reconciliation
+  (``syncPositionsFromAlpaca``: account, positions, open orders) at start and every
+  ``SYNC_INTERVAL_S``.
+
+Threading: each stream's ``run()`` calls ``asyncio.run`` itself, so each runs in its own daemon
+thread and hands messages to the IOLoop with ``loop.call_soon_threadsafe``. ``subscribe_trades``
+/ ``unsubscribe_trades`` block on the stream's own loop, so they are called from an executor
+thread, never from the stream's thread (that deadlocks). Reconnection with exponential backoff
+is alpaca-py's own (``_run_forever``); a stream thread that dies anyway is restarted with
+backoff by :class:`_StreamThread`. Synchronous REST calls run in the default executor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from tornado.ioloop import PeriodicCallback
+
+from streaming.service import PortfolioService
+
+__all__ = ["AlpacaBridge", "BridgeAccount", "Endpoints"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BridgeAccount:
+    """One trader's broker account as the bridge needs it (never log ``secret``)."""
+
+    user_id: str
+    key: str
+    secret: str
+    paper: bool = True
+
+    def __repr__(self) -> str:
+        return f"BridgeAccount(user_id={self.user_id!r}, key=***)"
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """URL overrides; None means Alpaca's own endpoints (paper or live per account).
+
+    Attributes:
+        trading_url: REST base URL (``http://host:port``; the client appends ``/v2/...``).
+        stream_url: trading stream URL (``ws://host:port/stream``).
+        data_url: market-data stream URL (``ws://host:port/v2/iex``).
+    """
+
+    trading_url: str | None = None
+    stream_url: str | None = None
+    data_url: str | None = None
+
+
+class _StreamThread:
+    """Runs one alpaca-py stream's ``run()`` in a daemon thread, restarting it if it returns."""
+
+    def __init__(self, name: str, factory: Callable[[], Any]) -> None:
+        self.name = name
+        self._factory = factory
+        self.stream: Any = None
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
+        self._ready = threading.Event()
+
+    def start(self) -> None:
+        self._thread.start()
+        self._ready.wait(5.0)
+
+    def _main(self) -> None:
+        delay = 1.0
+        while not self._stopping.is_set():
+            self.stream = self._factory()
+            self._ready.set()
+            try:
+                asyncio.run(self.stream._run_forever())
+            except Exception:
+                log.exception("%s crashed", self.name)
+            if self._stopping.wait(delay):
+                break
+            delay = min(delay * 2, 30.0)
+            log.warning("%s ended; restarting", self.name)
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Ask the stream to stop and close its socket; wait up to ``timeout`` seconds."""
+        self._stopping.set()
+        stream = self.stream
+        loop = getattr(stream, "_loop", None)
+        if stream is not None and loop is not None and loop.is_running():
+            try:
+                asyncio.run_coroutine_threadsafe(self._shutdown(stream), loop).result(timeout)
+            except Exception:  # the loop may already be gone
+                log.debug("%s: stop signal not delivered", self.name, exc_info=True)
+        self._thread.join(timeout)
+
+    @staticmethod
+    async def _shutdown(stream: Any) -> None:
+        await stream.stop_ws()
+        await stream.close()
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+
+class AlpacaBridge:
+    """Feeds :class:`PortfolioService` from Alpaca's streams and REST API.
+
+    Args:
+        service: receives trade updates, prices and REST syncs (on the IOLoop).
+        accounts: the linked traders.
+        data_key: key pair used for the market-data stream (the operator's, or in demo mode
+            the simulator's data account).
+        data_secret: its secret.
+        endpoints: URL overrides (simulator, or any Alpaca-compatible endpoint).
+        sync_interval_s: seconds between REST reconciliations.
+        paper: use Alpaca's paper endpoints for the market-data/REST defaults.
+    """
+
+    def __init__(
+        self,
+        service: PortfolioService,
+        accounts: list[BridgeAccount],
+        *,
+        data_key: str,
+        data_secret: str,
+        endpoints: Endpoints | None = None,
+        sync_interval_s: float = 60.0,
+        paper: bool = True,
+    ) -> None:
+        self.service = service
+        self.accounts = list(accounts)
+        self.endpoints = endpoints or Endpoints()
+        self.sync_interval_s = sync_interval_s
+        self.paper = paper
+        self._data_key, self._data_secret = data_key, data_secret
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._trading: dict[str, _StreamThread] = {}
+        self._data: _StreamThread | None = None
+        self._data_symbols: set[str] = set()
+        self._symbol_lock = asyncio.Lock()
+        self._timers: list[PeriodicCallback] = []
+        self._clients: dict[str, Any] = {}
+        self.syncs = 0
+        self.sync_errors = 0
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Start every trading stream, run the first REST sync, start the periodic sync."""
+        self._loop = asyncio.get_running_loop()
+        self.service.symbols_listener = self._on_symbols
+        for account in self.accounts:
+            self.service.add_account(account.user_id)
+            thread = _StreamThread(
+                f"trading-stream-{account.user_id}",
+                functools.partial(self._trading_stream, account),
+            )
+            self._trading[account.user_id] = thread
+            thread.start()
+        await self.sync_all()
+        self._timers.append(PeriodicCallback(self._sync_soon, self.sync_interval_s * 1000.0))
+        stale_tick = min(self.service.stale_after_s / 3.0, 5.0) * 1000.0
+        self._timers.append(PeriodicCallback(self.service.check_staleness, stale_tick))
+        for timer in self._timers:
+            timer.start()
+
+    async def stop(self) -> None:
+        """Stop timers and every stream (each given up to 2 s), in executor threads."""
+        for timer in self._timers:
+            timer.stop()
+        self._timers.clear()
+        threads = list(self._trading.values()) + ([self._data] if self._data else [])
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(*(loop.run_in_executor(None, t.stop) for t in threads))
+        self._trading.clear()
+        self._data = None
+
+    # -- trading stream ---------------------------------------------------------------------------
+    def _trading_stream(self, account: BridgeAccount) -> Any:
+        from alpaca.trading.stream import TradingStream
+
+        stream = TradingStream(
+            account.key,
+            account.secret,
+            paper=account.paper,
+            raw_data=True,
+            url_override=self.endpoints.stream_url,  # type: ignore[arg-type]  # None = Alpaca
+        )
+        loop = self._loop
+        assert loop is not None
+        service = self.service
+
+        async def on_trade_update(message: Mapping[str, Any]) -> None:
+            data = message.get("data", message)
+            loop.call_soon_threadsafe(service.on_trade_update, account.user_id, data)
+
+        stream.subscribe_trade_updates(on_trade_update)
+        return stream
+
+    # -- market data ------------------------------------------------------------------------------
+    def _data_stream(self) -> Any:
+        from alpaca.data.enums import DataFeed
+        from alpaca.data.live import StockDataStream
+
+        stream = StockDataStream(
+            self._data_key,
+            self._data_secret,
+            raw_data=True,
+            feed=DataFeed.IEX,
+            url_override=self.endpoints.data_url,
+        )
+        if self._data_symbols:
+            stream.subscribe_trades(self._on_trade, *sorted(self._data_symbols))
+        return stream
+
+    async def _on_trade(self, trade: Any) -> None:
+        # Runs on the data stream's thread: hand over to the IOLoop.
+        symbol, price, stamp = trade.get("S"), trade.get("p"), trade.get("t")
+        if not symbol or price is None or self._loop is None:
+            return
+        at: datetime | None = None
+        if stamp is not None and hasattr(stamp, "to_datetime"):
+            at = stamp.to_datetime()
+        self._loop.call_soon_threadsafe(self.service.on_price, symbol, str(price), at)
+
+    def _on_symbols(self, symbols: set[str]) -> None:
+        asyncio.ensure_future(self._resubscribe(symbols))
+
+    async def _resubscribe(self, symbols: set[str]) -> None:
+        """Subscribe market data for new symbols and unsubscribe closed ones (in an executor)."""
+        async with self._symbol_lock:
+            loop = asyncio.get_running_loop()
+            added = sorted(symbols - self._data_symbols)
+            removed = sorted(self._data_symbols - symbols)
+            self._data_symbols = set(symbols)
+            if self._data is None:
+                if symbols:
+                    self._data = _StreamThread("market-data-stream", self._data_stream)
+                    await loop.run_in_executor(None, self._data.start)
+                return
+            stream = self._data.stream
+            try:
+                if added:
+                    await loop.run_in_executor(
+                        None, stream.subscribe_trades, self._on_trade, *added
+                    )
+                if removed:
+                    await loop.run_in_executor(None, stream.unsubscribe_trades, *removed)
+            except Exception:
+                log.exception(
+                    "market-data resubscription failed (added %s, removed %s)", added, removed
+                )
+            log.info("market data now watches %s", ", ".join(sorted(symbols)) or "nothing")
+
+    @property
+    def data_symbols(self) -> set[str]:
+        """Symbols the market-data stream is subscribed to."""
+        return set(self._data_symbols)
+
+    # -- REST reconciliation ----------------------------------------------------------------------
+    def _client(self, account: BridgeAccount) -> Any:
+        client = self._clients.get(account.user_id)
+        if client is None:
+            from alpaca.trading.client import TradingClient
+
+            client = TradingClient(
+                account.key,
+                account.secret,
+                paper=account.paper,
+                raw_data=True,
+                url_override=self.endpoints.trading_url,
+            )
+            self._clients[account.user_id] = client
+        return client
+
+    def _fetch(self, account: BridgeAccount) -> tuple[Any, Any, Any]:
+        from alpaca.trading.enums import QueryOrderStatus
+        from alpaca.trading.requests import GetOrdersRequest
+
+        client = self._client(account)
+        acct = client.get_account()
+        positions = client.get_all_positions()
+        orders = client.get_orders(GetOrdersRequest(status=QueryOrderStatus.OPEN, limit=500))
+        return acct, positions, orders
+
+    async def sync_account(self, account: BridgeAccount) -> bool:
+        """Fetch one trader's account, positions and open orders and reconcile; False on error."""
+        loop = asyncio.get_running_loop()
+        try:
+            acct, positions, orders = await loop.run_in_executor(None, self._fetch, account)
+        except Exception as exc:
+            self.sync_errors += 1
+            log.warning("REST sync for trader %s failed: %s", account.user_id, exc)
+            return False
+        self.service.on_sync(account.user_id, acct, positions, orders)
+        self.syncs += 1
+        return True
+
+    async def sync_all(self) -> None:
+        """Reconcile every linked trader, concurrently."""
+        await asyncio.gather(*(self.sync_account(a) for a in self.accounts))
+
+    def _sync_soon(self) -> None:
+        asyncio.ensure_future(self.sync_all())
+
+    def status(self) -> dict[str, Any]:
+        """Return the bridge's state for the admin stats."""
+        return {
+            "tradingStreams": {u: t.is_alive() for u, t in self._trading.items()},
+            "marketData": self._data.is_alive() if self._data else False,
+            "syncs": self.syncs,
+            "syncErrors": self.sync_errors,
+        }

@@ -1,0 +1,113 @@
+"""The bus between event producers and the connections: the broker interface.
+
+A broker owns each user's *stream*: an ordered log of stream events numbered by ``seq``. Its
+contract, which every engine keeps:
+
+- :meth:`Broker.publish` assigns the user's next ``seq``, saves the publication to the user's
+  history and hands it to the handler set by :meth:`Broker.set_handler`. Saving and publishing
+  are atomic per user: subscribers see a user's publications in ``seq`` order, without gaps,
+  unless history was lost, in which case the ``epoch`` changes.
+- :meth:`Broker.recover` returns the publications after a given ``(seq, epoch)`` position if all
+  of them are still held, or None when they are not (the client must then take a snapshot).
+  Recovery can never silently skip events.
+
+Engines: :class:`streaming.memory_broker.MemoryBroker` (one process only; history lives and dies
+with the process). Redis fan-out across processes plugs in behind the same interface.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from streaming.events import envelope
+
+__all__ = ["Broker", "Publication", "PublicationHandler"]
+
+
+@dataclass(frozen=True)
+class Publication:
+    """One stream event as published to a user's stream.
+
+    Attributes:
+        user_id: wire userId.
+        seq: the event's number in the user's stream (1, 2, 3, …).
+        epoch: the stream's epoch.
+        type: a stream event type.
+        data: the event data (wire shape).
+        timestamp: ISO 8601 UTC time of publication.
+        emitted_at: monotonic seconds when the underlying update entered the server (latency
+            metrics; not sent).
+    """
+
+    user_id: str
+    seq: int
+    epoch: str
+    type: str
+    data: Mapping[str, Any]
+    timestamp: str
+    emitted_at: float = field(default=0.0, compare=False)
+
+    def message(self, data: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Return the wire envelope, optionally with filtered ``data`` in place of the original."""
+        return envelope(
+            self.type,
+            self.user_id,
+            self.data if data is None else data,
+            seq=self.seq,
+            epoch=self.epoch,
+            timestamp=self.timestamp,
+        )
+
+
+PublicationHandler = Callable[[Publication], None]
+
+
+class Broker(ABC):
+    """Per-user ordered event streams with history. See the module docstring for the contract."""
+
+    @abstractmethod
+    def set_handler(self, handler: PublicationHandler) -> None:
+        """Set the function called with every publication (the connection hub)."""
+
+    @abstractmethod
+    async def publish(
+        self, user_id: str, type_: str, data: Mapping[str, Any], *, emitted_at: float = 0.0
+    ) -> Publication:
+        """Publish one stream event to ``user_id``'s stream.
+
+        Args:
+            user_id: wire userId.
+            type_: a stream event type.
+            data: event data in wire shape.
+            emitted_at: monotonic seconds when the update entered the server.
+
+        Returns:
+            The publication, with its ``seq`` and ``epoch``.
+        """
+
+    @abstractmethod
+    async def position(self, user_id: str) -> tuple[int, str]:
+        """Return ``(last seq, epoch)`` of ``user_id``'s stream (seq 0 before any event)."""
+
+    @abstractmethod
+    async def recover(self, user_id: str, since_seq: int, epoch: str) -> list[Publication] | None:
+        """Return the publications with ``seq > since_seq`` if none is missing, else None.
+
+        Args:
+            user_id: wire userId.
+            since_seq: the last seq the client saw.
+            epoch: the epoch the client saw it in.
+
+        Returns:
+            The publications in order (possibly empty), or None when the epoch differs or
+            history no longer reaches back to ``since_seq + 1``.
+        """
+
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Connect to the backing service, if any."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources."""

@@ -1,0 +1,268 @@
+"""The event model: event types, channels, the wire envelope and the schemas of event data.
+
+Every server→client message is a ``PortfolioEvent`` envelope (the design document's shape plus
+``seq`` and ``epoch``)::
+
+    {"type": "position_update", "timestamp": "2026-11-25T20:15:03.123456Z", "userId": "1",
+     "seq": 42, "epoch": "k3J9", "data": {...}}
+
+*Stream events* (:data:`STREAM_TYPES`) are published to a user's stream and numbered; the other
+types are per-connection control messages. See ``docs/protocol.md`` for the full contract.
+
+:func:`validate_event_data` checks the ``data`` of events pushed by other services through the
+internal hook against the schemas below and raises :class:`EventValidationError` naming the field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+from typing import Any
+
+import ujson
+
+__all__ = [
+    "EventType",
+    "Channel",
+    "STREAM_TYPES",
+    "HOOK_TYPES",
+    "CHANNEL_OF",
+    "EventValidationError",
+    "envelope",
+    "encode",
+    "utc_now_iso",
+    "validate_event_data",
+]
+
+
+class EventType(StrEnum):
+    """Server→client message types."""
+
+    POSITION_UPDATE = "position_update"
+    ORDER_UPDATE = "order_update"
+    ACCOUNT_UPDATE = "account_update"
+    TRADE_EXECUTED = "trade_executed"
+    BATCH = "batch"
+    STATUS = "status"
+    SNAPSHOT = "snapshot"
+    SUBSCRIBED = "subscribed"
+    PONG = "pong"
+    ERROR = "error"
+
+
+class Channel(StrEnum):
+    """Subscription channels a client may ask for."""
+
+    POSITIONS = "positions"
+    ORDERS = "orders"
+    ACCOUNT = "account"
+    TRADES = "trades"
+
+
+#: Types published to a user's stream: each advances the user's ``seq`` by one.
+STREAM_TYPES = frozenset(
+    {
+        EventType.POSITION_UPDATE,
+        EventType.ORDER_UPDATE,
+        EventType.ACCOUNT_UPDATE,
+        EventType.TRADE_EXECUTED,
+        EventType.BATCH,
+        EventType.STATUS,
+    }
+)
+
+#: Types other services may push through ``POST /internal/events``.
+HOOK_TYPES = frozenset(
+    {
+        EventType.POSITION_UPDATE,
+        EventType.ORDER_UPDATE,
+        EventType.ACCOUNT_UPDATE,
+        EventType.TRADE_EXECUTED,
+    }
+)
+
+#: The channel that carries each single-channel stream type.
+CHANNEL_OF: dict[str, Channel] = {
+    EventType.POSITION_UPDATE: Channel.POSITIONS,
+    EventType.ORDER_UPDATE: Channel.ORDERS,
+    EventType.ACCOUNT_UPDATE: Channel.ACCOUNT,
+    EventType.TRADE_EXECUTED: Channel.TRADES,
+}
+
+
+def utc_now_iso() -> str:
+    """Return the current UTC time as ISO 8601 with microseconds and a ``Z`` suffix."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def envelope(
+    type_: str,
+    user_id: str,
+    data: Mapping[str, Any],
+    *,
+    seq: int,
+    epoch: str,
+    timestamp: str | None = None,
+) -> dict[str, Any]:
+    """Build a ``PortfolioEvent`` envelope.
+
+    Args:
+        type_: an :class:`EventType` value.
+        user_id: the wire ``userId`` (string).
+        data: the event data (already in wire shape: decimal strings, ISO timestamps).
+        seq: the user's sequence number for this event (or the current one for control types).
+        epoch: the stream epoch (changes when history is lost).
+        timestamp: ISO 8601 UTC; defaults to now.
+
+    Returns:
+        The envelope dict, ready for :func:`encode`.
+    """
+    return {
+        "type": str(type_),
+        "timestamp": timestamp or utc_now_iso(),
+        "userId": user_id,
+        "seq": seq,
+        "epoch": epoch,
+        "data": data,
+    }
+
+
+def encode(message: Mapping[str, Any]) -> str:
+    """Serialise a message to compact JSON text with ujson (no NaN, no floats for money)."""
+    return ujson.dumps(message, ensure_ascii=False, escape_forward_slashes=False)
+
+
+class EventValidationError(ValueError):
+    """Event data does not match its schema; ``field`` names the offending field (dotted path)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+# Field kinds: "str" non-empty string; "decimal" decimal string; "ts" ISO 8601 timestamp;
+# ("enum", {...}) one of the values; "bool". A trailing "?" on the name marks it optional.
+_Kind = Any
+_POSITION: dict[str, _Kind] = {
+    "symbol": "symbol",
+    "quantity": "decimal",
+    "currentPrice": "decimal",
+    "entryPrice": "decimal",
+    "unrealizedPnl": "decimal",
+    "unrealizedPnlPercent": "decimal",
+    "marketValue": "decimal",
+    "side": ("enum", {"long", "short"}),
+    "openedAt": "ts",
+    "updatedAt?": "ts",
+    "strategyId?": "str",
+}
+_ORDER: dict[str, _Kind] = {
+    "orderId": "str",
+    "brokerOrderId": "str",
+    "symbol": "symbol",
+    "side": ("enum", {"buy", "sell"}),
+    "type": "str",
+    "status": "str",
+    "qty?": "decimal",
+    "filledQty?": "decimal",
+    "filledAvgPrice?": "decimal",
+    "submittedAt": "ts",
+    "filledAt?": "ts",
+    "updatedAt?": "ts",
+}
+_ACCOUNT: dict[str, _Kind] = {
+    "equity": "decimal",
+    "buyingPower": "decimal",
+    "cash": "decimal",
+    "portfolioValue": "decimal",
+    "dayPnl": "decimal",
+    "dayPnlPercent": "decimal",
+    "timestamp": "ts",
+}
+_TRADE: dict[str, _Kind] = {
+    "executionId": "str",
+    "orderId": "str",
+    "brokerOrderId?": "str",
+    "symbol": "symbol",
+    "side": ("enum", {"buy", "sell"}),
+    "qty": "decimal",
+    "price": "decimal",
+    "positionQty?": "decimal",
+    "partial?": "bool",
+    "timestamp": "ts",
+}
+SCHEMAS: dict[str, dict[str, _Kind]] = {
+    EventType.POSITION_UPDATE: _POSITION,
+    EventType.ORDER_UPDATE: _ORDER,
+    EventType.ACCOUNT_UPDATE: _ACCOUNT,
+    EventType.TRADE_EXECUTED: _TRADE,
+}
+
+
+def _check(field: str, kind: _Kind, value: Any) -> Any:
+    if isinstance(kind, tuple):
+        if value not in kind[1]:
+            allowed = ", ".join(sorted(kind[1]))
+            raise EventValidationError(field, f"must be one of {allowed}, got {value!r}")
+        return value
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise EventValidationError(field, "must be a boolean")
+        return value
+    if not isinstance(value, str) or not value:
+        raise EventValidationError(field, "must be a non-empty string")
+    if kind == "symbol":
+        if len(value) > 16 or not all(c.isalnum() or c in "./-" for c in value):
+            raise EventValidationError(field, f"is not a ticker symbol: {value!r}")
+        return value.upper()
+    if kind == "decimal":
+        try:
+            number = Decimal(value)
+        except InvalidOperation:
+            raise EventValidationError(field, f"must be a decimal string, got {value!r}") from None
+        if not number.is_finite():
+            raise EventValidationError(field, f"must be finite, got {value!r}")
+        return value
+    if kind == "ts":
+        try:
+            datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise EventValidationError(
+                field, f"must be an ISO 8601 timestamp, got {value!r}"
+            ) from None
+        return value
+    return value
+
+
+def validate_event_data(type_: str, data: Any) -> dict[str, Any]:
+    """Validate hook event ``data`` against the schema of ``type_``.
+
+    Args:
+        type_: one of :data:`HOOK_TYPES`.
+        data: the decoded JSON value.
+
+    Returns:
+        A cleaned copy: symbols upper-cased, unknown fields dropped.
+
+    Raises:
+        EventValidationError: with ``field`` set to ``"type"``, ``"data"`` or ``"data.<name>"``.
+    """
+    schema = SCHEMAS.get(type_)
+    if schema is None:
+        allowed = ", ".join(sorted(SCHEMAS))
+        raise EventValidationError("type", f"must be one of {allowed}, got {type_!r}")
+    if not isinstance(data, dict):
+        raise EventValidationError("data", "must be a JSON object")
+    clean: dict[str, Any] = {}
+    for key, kind in schema.items():
+        name = key.rstrip("?")
+        optional = key.endswith("?")
+        if name not in data or data[name] is None:
+            if optional:
+                continue
+            raise EventValidationError(f"data.{name}", "is required")
+        clean[name] = _check(f"data.{name}", kind, data[name])
+    return clean

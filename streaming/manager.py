@@ -1,0 +1,308 @@
+"""The portfolio stream manager: from portfolio changes to frames on the right sockets.
+
+Flow of one update::
+
+    producer (broker bridge, internal hook)
+        └─ StreamManager.emit(user_id, type, data)
+             └─ Batcher.add ─ held (position/account) or released (order/trade, in order)
+                  └─ outbox ─ Broker.publish (assigns seq, saves history)  [in order, one at a time]
+                       └─ StreamManager._on_publication ─ Hub.deliver (filter per connection, send)
+
+It also answers client messages (:meth:`StreamManager.handle`): ``subscribe`` (then a
+``snapshot`` or, when the client gives ``lastSeq``+``epoch`` still in history, a replay),
+``unsubscribe`` and ``ping``; and it runs the heartbeat: a ping every ``heartbeat_interval_s``
+and a close with 4000 after ``heartbeat_timeout_s`` without any frame from the client. (Tornado's
+own ``websocket_ping_timeout`` is capped at the ping interval since 6.5, so 15 s / 30 s needs this
+accounting.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from tornado.ioloop import PeriodicCallback
+
+from streaming.batching import Batcher, Outgoing
+from streaming.broker import Broker, Publication
+from streaming.closecodes import CloseCode
+from streaming.events import Channel, EventType, encode, envelope
+from streaming.hub import Client, Hub
+from streaming.metrics import Metrics
+from streaming.protocol import ClientMessage
+from streaming.subscription import Subscription, filter_data
+
+__all__ = ["StreamManager", "SnapshotSource"]
+
+log = logging.getLogger(__name__)
+
+
+class SnapshotSource(Protocol):
+    """Where the current state for a ``snapshot`` comes from (the portfolio service)."""
+
+    def snapshot(self, user_id: str) -> dict[str, Any]:
+        """Return ``{"positions", "orders" (open only), "account", "trades"}`` in wire shape."""
+        ...
+
+
+class _EmptySource:
+    def snapshot(self, user_id: str) -> dict[str, Any]:
+        return {"positions": [], "orders": [], "account": None, "trades": []}
+
+
+def _filter_snapshot(sub: Subscription, full: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if Channel.POSITIONS in sub.channels:
+        out["positions"] = [p for p in full.get("positions", []) if sub.wants_symbol(p["symbol"])]
+    if Channel.ORDERS in sub.channels:
+        out["orders"] = [o for o in full.get("orders", []) if sub.wants_symbol(o["symbol"])]
+    if Channel.ACCOUNT in sub.channels:
+        out["account"] = full.get("account")
+    if Channel.TRADES in sub.channels:
+        out["trades"] = [t for t in full.get("trades", []) if sub.wants_symbol(t["symbol"])]
+    return out
+
+
+class StreamManager:
+    """Owns the hub, the batcher and the broker handler; one per server process.
+
+    Args:
+        broker: the bus (memory or Redis engine).
+        batch_window_ms: batching window (0: no batching).
+        max_connections_per_user: REQ-3 limit.
+        heartbeat_interval_s: seconds between pings.
+        heartbeat_timeout_s: seconds of client silence before closing with 4000.
+        source: snapshot provider; can be set later with :meth:`set_source`.
+        clock: monotonic clock in seconds (tests may replace it).
+    """
+
+    def __init__(
+        self,
+        broker: Broker,
+        *,
+        batch_window_ms: int = 250,
+        max_connections_per_user: int = 5,
+        heartbeat_interval_s: float = 15.0,
+        heartbeat_timeout_s: float = 30.0,
+        source: SnapshotSource | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.broker = broker
+        self.hub = Hub(max_connections_per_user)
+        self.batcher = Batcher(batch_window_ms)
+        self.metrics = Metrics()
+        self.heartbeat_interval_s = heartbeat_interval_s
+        self.heartbeat_timeout_s = heartbeat_timeout_s
+        self._source: SnapshotSource = source or _EmptySource()
+        self._clock = clock
+        self._outbox: deque[Outgoing] = deque()
+        self._draining: asyncio.Task[None] | None = None
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._timers: list[PeriodicCallback] = []
+        self._opened_at: dict[int, float] = {}
+        broker.set_handler(self._on_publication)
+
+    def set_source(self, source: SnapshotSource) -> None:
+        """Set the snapshot provider."""
+        self._source = source
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the batch-flush and heartbeat :class:`PeriodicCallback` s on the current IOLoop."""
+        if self.batcher.window_ms > 0:
+            self._timers.append(PeriodicCallback(self.flush, self.batcher.window_ms))
+        tick = min(self.heartbeat_interval_s, self.heartbeat_timeout_s) / 3.0
+        self._timers.append(PeriodicCallback(self.sweep, max(tick, 0.01) * 1000.0))
+        for timer in self._timers:
+            timer.start()
+
+    async def stop(self) -> None:
+        """Flush pending batches, deliver them, close every socket with 1001, stop timers."""
+        for timer in self._timers:
+            timer.stop()
+        self._timers.clear()
+        self.flush()
+        await self.wait_idle()
+        self.hub.close_all(CloseCode.GOING_AWAY, "Server shutting down")
+
+    async def wait_idle(self) -> None:
+        """Wait until everything emitted so far has been published and delivered."""
+        await self._idle.wait()
+
+    # -- producing ----------------------------------------------------------------------------
+    def emit(
+        self, user_id: str, type_: str, data: Mapping[str, Any], at: float | None = None
+    ) -> None:
+        """Send one stream event to ``user_id`` (through batching). Never blocks.
+
+        Args:
+            user_id: wire userId.
+            type_: ``position_update``, ``order_update``, ``account_update``, ``trade_executed``
+                or ``status``.
+            data: event data in wire shape.
+            at: monotonic seconds the update entered the server (default: now).
+        """
+        out = self.batcher.add(user_id, type_, data, self._clock() if at is None else at)
+        if out:
+            self._outbox.extend(out)
+            self._kick()
+
+    def flush(self) -> None:
+        """Release every pending batch (the batch window's PeriodicCallback)."""
+        out = self.batcher.drain()
+        if out:
+            self._outbox.extend(out)
+            self._kick()
+
+    def _kick(self) -> None:
+        if self._draining is None or self._draining.done():
+            self._idle.clear()
+            self._draining = asyncio.ensure_future(self._drain())
+
+    async def _drain(self) -> None:
+        try:
+            while self._outbox:
+                user_id, type_, data, at = self._outbox.popleft()
+                try:
+                    await self.broker.publish(user_id, type_, data, emitted_at=at)
+                except Exception:
+                    log.exception("publish failed for user %s (%s); event dropped", user_id, type_)
+        finally:
+            self._idle.set()
+
+    def _on_publication(self, pub: Publication) -> None:
+        self.metrics.published.labels(type=pub.type).inc()
+        sent = self.hub.deliver(pub)
+        if sent and pub.emitted_at:
+            self.metrics.observe_latency(max(0.0, self._clock() - pub.emitted_at))
+
+    # -- connections --------------------------------------------------------------------------
+    def connect(self, client: Client) -> bool:
+        """Register a new connection; False when its user already has the maximum (REQ-3)."""
+        if not self.hub.add(client):
+            self.metrics.rejects.labels(reason="max_connections").inc()
+            return False
+        now = self._clock()
+        client.last_seen = client.last_ping = now
+        self._opened_at[id(client)] = now
+        self.metrics.connects.inc()
+        self.metrics.connections.set(self.hub.count())
+        return True
+
+    def disconnect(self, client: Client, code: int | None) -> None:
+        """Unregister a closed connection and record why it closed (idempotent)."""
+        opened = self._opened_at.pop(id(client), None)
+        if opened is None:
+            return
+        self.hub.remove(client)
+        self.metrics.duration.observe(self._clock() - opened)
+        self.metrics.observe_disconnect(code)
+        self.metrics.connections.set(self.hub.count())
+
+    def seen(self, client: Client) -> None:
+        """Record that a frame (message or pong) arrived from ``client``."""
+        client.last_seen = self._clock()
+
+    def sweep(self) -> None:
+        """Heartbeat tick: close silent connections with 4000, ping the others when due."""
+        now = self._clock()
+        for client in self.hub.all():
+            if now - client.last_seen >= self.heartbeat_timeout_s:
+                log.info("heartbeat timeout for user %s", client.user_id)
+                client.close(CloseCode.HEARTBEAT_TIMEOUT, "Heartbeat timeout")
+            elif now - client.last_ping >= self.heartbeat_interval_s:
+                client.last_ping = now
+                client.ping()
+
+    def close_session(self, sid: str) -> int:
+        """Close every socket of a revoked session with 4001; return how many."""
+        return self.hub.close_session(sid, CloseCode.SESSION_REVOKED, "Session revoked")
+
+    # -- client messages ----------------------------------------------------------------------
+    async def control(
+        self, client: Client, type_: str, data: Mapping[str, Any], seq: int | None = None
+    ) -> None:
+        """Send a per-connection message (``subscribed``, ``snapshot``, ``pong``, ``error``)."""
+        if seq is None:
+            seq, epoch = await self.broker.position(client.user_id)
+        else:
+            epoch = (await self.broker.position(client.user_id))[1]
+        client.send(encode(envelope(type_, client.user_id, data, seq=seq, epoch=epoch)))
+
+    async def error(self, client: Client, code: str, message: str) -> None:
+        """Send an ``error`` message to one connection (it stays open)."""
+        self.metrics.client_errors.labels(code=code).inc()
+        await self.control(client, EventType.ERROR, {"code": code, "message": message})
+
+    async def handle(self, client: Client, msg: ClientMessage) -> None:
+        """Act on one parsed client message.
+
+        ``subscribe`` adds channels (and replaces the symbol filter when ``symbols`` is given),
+        answers ``subscribed``, then replays missed events when ``lastSeq``/``epoch`` are still
+        in history, or sends a ``snapshot`` of the subscribed channels. ``unsubscribe`` removes
+        channels and answers ``subscribed`` with what remains. ``ping`` answers ``pong``.
+        """
+        sub = client.subscription
+        if msg.type == "ping":
+            await self.control(client, EventType.PONG, {})
+            return
+        if msg.type == "unsubscribe":
+            sub.channels -= set(msg.channels)
+            await self.control(client, EventType.SUBSCRIBED, self._sub_data(sub, False))
+            return
+        sub.channels |= set(msg.channels)
+        if msg.symbols is not None:
+            sub.symbols = msg.symbols
+        replay: list[Publication] | None = None
+        if msg.last_seq is not None and msg.epoch is not None:
+            replay = await self.broker.recover(client.user_id, msg.last_seq, msg.epoch)
+        seq, epoch = await self.broker.position(client.user_id)
+        await self.control(
+            client, EventType.SUBSCRIBED, self._sub_data(sub, replay is not None), seq
+        )
+        if replay is not None:
+            for pub in replay:
+                data = filter_data(sub, pub.type, pub.data)
+                if data is not None:
+                    client.send(encode(pub.message(data)))
+            return
+        snap = _filter_snapshot(sub, self._source.snapshot(client.user_id))
+        await self.control(client, EventType.SNAPSHOT, snap, seq)
+
+    @staticmethod
+    def _sub_data(sub: Subscription, recovered: bool) -> dict[str, Any]:
+        return {
+            "channels": sorted(c.value for c in sub.channels),
+            "symbols": sorted(sub.symbols) if sub.symbols is not None else None,
+            "recovered": recovered,
+        }
+
+    # -- status and stats ---------------------------------------------------------------------
+    def broadcast_status(self, code: str, message: str, *, stale: bool) -> None:
+        """Publish a ``status`` event to every user with an open connection."""
+        data = {"code": code, "message": message, "stale": stale}
+        for user_id in self.hub.users():
+            self.emit(user_id, EventType.STATUS, data)
+
+    def stats(self) -> dict[str, Any]:
+        """Return connection and delivery statistics for the admin JSON endpoint."""
+        now = self._clock()
+        durations = [now - t for t in self._opened_at.values()]
+        return {
+            "activeConnections": self.hub.count(),
+            "activeUsers": len(self.hub.users()),
+            "connectionsPerUser": {u: len(self.hub.connections(u)) for u in self.hub.users()},
+            "averageConnectionSeconds": (sum(durations) / len(durations)) if durations else 0.0,
+            "eventsDelivered": self.hub.delivered,
+            "batching": {
+                "windowMs": self.batcher.window_ms,
+                "updatesCoalesced": self.batcher.absorbed,
+                "batchesSent": self.batcher.batches,
+            },
+            **self.metrics.summary(),
+        }
