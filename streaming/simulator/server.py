@@ -105,6 +105,7 @@ class Simulator:
         self._data_rng = random.Random(seed)
         self._trade_id = 52_983_525_029_461
         self._in_flight: set[str] = set()
+        self._open_limits: dict[str, tuple[SimAccount, SimOrder]] = {}
         self._timers: set[asyncio.TimerHandle] = set()
         self._trading_conns: set[TradingStreamHandler] = set()
         self._data_conns: set[DataStreamHandler] = set()
@@ -463,6 +464,8 @@ class Simulator:
         spec: OrderSpec = parse_order_request(body, self.symbols)
         order = account.create_order(spec, self.price)
         self._publish_trade_update(account, trade_update("new", order, order.created_at))
+        if order.type == "limit":
+            self._open_limits[order.id] = (account, order)
         if order.type == "market" or self._crossed(order):
             self._schedule_execution(account, order)
         return order.to_json()
@@ -527,15 +530,11 @@ class Simulator:
             self._schedule_execution(account, order)
 
     def _check_limit_orders(self) -> None:
-        for account in self._accounts.values():
-            for order in account.orders.values():
-                if (
-                    order.is_open
-                    and order.type == "limit"
-                    and order.id not in self._in_flight
-                    and self._crossed(order)
-                ):
-                    self._schedule_execution(account, order)
+        for order_id, (account, order) in list(self._open_limits.items()):
+            if not order.is_open:
+                del self._open_limits[order_id]
+            elif order_id not in self._in_flight and self._crossed(order):
+                self._schedule_execution(account, order)
 
     # ------------------------------------------------------------ auto trader
 

@@ -153,3 +153,30 @@ def test_raw_msgpack_protocol() -> None:
                 await asyncio.wait_for(ws.wait_closed(), 5)
 
     run(body)
+
+
+def test_json_mode_without_msgpack_content_type() -> None:
+    import json
+
+    async def body() -> None:
+        async with started() as h:
+            async with websockets.connect(h.sim.data_stream_url) as ws:
+
+                async def recv() -> list:
+                    frame = await asyncio.wait_for(ws.recv(), 5)
+                    assert isinstance(frame, str)
+                    return json.loads(frame)
+
+                assert await recv() == [{"T": "success", "msg": "connected"}]
+                await ws.send(json.dumps({"action": "auth", "key": KEY, "secret": SECRET}))
+                assert await recv() == [{"T": "success", "msg": "authenticated"}]
+                await ws.send(json.dumps({"action": "subscribe", "trades": ["*"]}))
+                assert (await recv())[0]["trades"] == ["*"]
+                symbols: set[str] = set()
+                while len(symbols) < 5:
+                    for m in await recv():
+                        assert m["T"] == "t"
+                        assert m["t"].endswith("Z")
+                        symbols.add(m["S"])
+
+    run(body)
