@@ -187,7 +187,9 @@ class FolioServer:
             if await store.get_user_by_name(name) is None:
                 await store.create_user(name, password, is_admin=name == "admin")
                 created.append(name)
-        sim = Simulator(month_s=self.settings.simulator_month_s)
+        sim = Simulator(
+            month_s=self.settings.simulator_month_s, auto_trade=self.settings.simulator_auto_trade
+        )
         for name, _ in DEMO_TRADERS:
             user = await store.get_user_by_name(name)
             assert user is not None

@@ -105,6 +105,7 @@ class Settings:
     max_message_bytes: int = 64 * 1024
     simulator_port: int = 0
     simulator_month_s: float = 20.0
+    simulator_auto_trade: bool = True
     data_dir: str = "var"
     demo: bool = True
 
@@ -156,6 +157,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "max_message_bytes": lambda n, v: _parse_int(n, v, minimum=256),
     "simulator_port": lambda n, v: _parse_int(n, v, minimum=0, maximum=65535),
     "simulator_month_s": lambda n, v: _parse_float(n, v, minimum=0.1),
+    "simulator_auto_trade": _parse_bool,
     "data_dir": lambda n, v: v.strip() or "var",
 }
 
@@ -184,6 +186,7 @@ SETTINGS_HELP: dict[str, str] = {
     "max_message_bytes": "largest accepted WebSocket frame (bytes)",
     "simulator_port": "port of the embedded simulator in demo mode (0 = any free port)",
     "simulator_month_s": "seconds of replay per recorded month in demo mode",
+    "simulator_auto_trade": "demo mode: the simulator places orders for the demo traders",
     "data_dir": "directory for the SQLite file and the generated demo secret",
 }
 

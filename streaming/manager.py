@@ -215,6 +215,8 @@ class StreamManager:
             if now - client.last_seen >= self.heartbeat_timeout_s:
                 log.info("heartbeat timeout for user %s", client.user_id)
                 client.close(CloseCode.HEARTBEAT_TIMEOUT, "Heartbeat timeout")
+                # A silent peer may never complete the closing handshake: free the slot now.
+                self.disconnect(client, CloseCode.HEARTBEAT_TIMEOUT)
             elif now - client.last_ping >= self.heartbeat_interval_s:
                 client.last_ping = now
                 client.ping()
