@@ -565,7 +565,11 @@ class Simulator:
         sellable: dict[str, Decimal] = {}
         for sym, pos in account.positions.items():
             pending = sum(
-                (o.remaining for o in account.orders.values() if o.is_open and o.symbol == sym),
+                (
+                    o.remaining
+                    for o in account.orders.values()
+                    if o.is_open and o.symbol == sym and o.side == "sell"
+                ),
                 ZERO,
             )
             free = pos.qty - pending
