@@ -32,7 +32,7 @@ from tornado.netutil import bind_sockets
 from config.settings import SETTINGS_HELP, Settings, SettingsError, load_settings
 from handlers.admin import MetricsHandler, StatsHandler
 from handlers.auth import LoginHandler, LogoutHandler, MeHandler
-from handlers.base import Context
+from handlers.base import Context, NotFoundHandler
 from handlers.internal import InternalEventsHandler
 from handlers.portfolio import HealthHandler, PortfolioHandler
 from handlers.spa import SpaHandler
@@ -49,13 +49,6 @@ log = logging.getLogger("folio")
 STATIC_DIR = Path(__file__).with_name("static")
 DEMO_TRADERS = (("alice", "demo"), ("bob", "demo"))
 DEMO_DATA_KEY = ("DEMO-MARKET-DATA", "demo-market-data-secret")
-
-
-class NotFoundHandler(tornado.web.RequestHandler):
-    """404 for a route that is switched off (e.g. ``/ws/portfolio`` with the flag false)."""
-
-    def get(self, *args: str) -> None:
-        raise tornado.web.HTTPError(404)
 
 
 def make_app(ctx: Context, static_dir: Path = STATIC_DIR) -> tornado.web.Application:

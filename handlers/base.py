@@ -19,7 +19,7 @@ from streaming.auth import COOKIE_NAME, Authenticated, SessionAuth
 from streaming.manager import StreamManager
 from streaming.service import PortfolioService
 
-__all__ = ["Context", "BaseHandler", "ApiError"]
+__all__ = ["Context", "BaseHandler", "ApiError", "NotFoundHandler"]
 
 log = logging.getLogger(__name__)
 
@@ -122,3 +122,10 @@ class BaseHandler(RequestHandler):
         origin = self.request.headers.get("Origin")
         if origin is not None and origin.rstrip("/") not in self.ctx.settings.origins():
             raise ApiError(403, "bad_origin", f"origin {origin!r} is not allowed")
+
+
+class NotFoundHandler(BaseHandler):
+    """JSON 404 for unknown API paths and switched-off routes (``/ws/portfolio`` with the flag off)."""
+
+    def prepare(self) -> None:
+        raise ApiError(404, "not_found", f"no such endpoint: {self.request.path}")
