@@ -125,7 +125,7 @@ class BaseHandler(RequestHandler):
 
 
 class NotFoundHandler(BaseHandler):
-    """JSON 404 for unknown API paths and switched-off routes (``/ws/portfolio`` with the flag off)."""
+    """JSON 404 for unknown API paths and switched-off routes (``/ws/portfolio``, flag off)."""
 
     def prepare(self) -> None:
         raise ApiError(404, "not_found", f"no such endpoint: {self.request.path}")
