@@ -227,12 +227,19 @@ class FolioServer:
 
 async def _serve(settings: Settings) -> int:
     server = FolioServer(settings)
-    await server.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in (signal.SIGTERM, signal.SIGINT):  # before start: a signal during start-up is clean
         loop.add_signal_handler(sig, stop.set)
+    starting = asyncio.ensure_future(server.start())
+    await asyncio.wait(
+        [starting, asyncio.ensure_future(stop.wait())], return_when="FIRST_COMPLETED"
+    )
+    if starting.done() and starting.exception() is not None:
+        raise starting.exception()  # type: ignore[misc]
     await stop.wait()
+    if not starting.done():
+        starting.cancel()
     log.info("shutting down")
     try:
         await asyncio.wait_for(server.stop(), 4.0)

@@ -121,14 +121,22 @@ class StreamManager:
         for timer in self._timers:
             timer.start()
 
-    async def stop(self) -> None:
-        """Flush pending batches, deliver them, close every socket with 1001, stop timers."""
+    async def stop(self, grace_s: float = 1.0) -> None:
+        """Flush pending batches, deliver them, close every socket with 1001, stop timers.
+
+        Args:
+            grace_s: seconds to wait for clients to answer the close frame (RFC 6455 §7.1.2)
+                before returning; connections still open then are left to be aborted.
+        """
         for timer in self._timers:
             timer.stop()
         self._timers.clear()
         self.flush()
         await self.wait_idle()
         self.hub.close_all(CloseCode.GOING_AWAY, "Server shutting down")
+        deadline = self._clock() + grace_s
+        while self.hub.count() and self._clock() < deadline:
+            await asyncio.sleep(0.02)
 
     async def wait_idle(self) -> None:
         """Wait until everything emitted so far has been published and delivered."""

@@ -1,0 +1,137 @@
+"""The user/session store on SQLite and on the real PostgreSQL server (same tests, both engines)."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+
+from storage.crypto import InvalidToken
+from storage.db import Store, UserExistsError, open_store
+from tests.conftest import TEST_DATABASE_URL, require_service
+
+SECRET = "s" * 32
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request: Any, tmp_path: Any) -> Iterator[str]:
+    """A fresh database URL: a SQLite file, or a throw-away schema on the PostgreSQL server."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/t.db"
+        return
+    import psycopg
+
+    schema = "t_" + secrets.token_hex(4)
+    try:
+        with psycopg.connect(TEST_DATABASE_URL, autocommit=True, connect_timeout=3) as conn:
+            conn.execute(f"CREATE SCHEMA {schema}")
+    except psycopg.OperationalError as exc:
+        require_service("PostgreSQL", exc)
+    sep = "&" if "?" in TEST_DATABASE_URL else "?"
+    yield f"{TEST_DATABASE_URL}{sep}options={quote(f'-csearch_path={schema}')}"
+    with psycopg.connect(TEST_DATABASE_URL, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+async def _open(url: str) -> Store:
+    return await open_store(url, SECRET)
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def test_migrations_apply_once(store_url: str) -> None:
+    """A new database gets 0001_initial; opening it again applies nothing."""
+
+    async def go() -> None:
+        store = await _open(store_url)
+        assert await store.migrate() == []
+        rows = await store._query("SELECT version FROM schema_migrations")
+        assert [r[0] for r in rows] == ["0001_initial"]
+        await store.close()
+
+    run(go())
+
+
+def test_users_and_passwords(store_url: str) -> None:
+    """Create, authenticate, reject wrong password, duplicate and malformed names."""
+
+    async def go() -> None:
+        store = await _open(store_url)
+        user = await store.create_user("alice", "pw", is_admin=False)
+        admin = await store.create_user("root", "pw2", is_admin=True)
+        assert (user.username, user.is_admin, admin.is_admin) == ("alice", False, True)
+        assert user.user_id == str(user.id)
+        assert await store.authenticate("alice", "pw") == user
+        assert await store.authenticate("alice", "PW") is None
+        assert await store.authenticate("nobody", "pw") is None
+        with pytest.raises(UserExistsError):
+            await store.create_user("alice", "x")
+        for bad in ("", "a b", "x" * 65, "semi;colon"):
+            with pytest.raises(ValueError):
+                await store.create_user(bad, "x")
+        rows = await store._query("SELECT password_hash FROM users WHERE username = ?", ("alice",))
+        assert rows[0][0].startswith("scrypt$") and "pw" not in rows[0][0].split("$")[-1]
+        assert [u.username for u in await store.list_users()] == ["alice", "root"]
+        await store.close()
+
+    run(go())
+
+
+def test_sessions_and_revocation(store_url: str) -> None:
+    """A session is active until revoked or expired."""
+    from datetime import UTC, datetime, timedelta
+
+    async def go() -> None:
+        store = await _open(store_url)
+        user = await store.create_user("bob", "pw")
+        session = await store.create_session(user.id, "sid-1", ttl_s=60)
+        got = await store.get_session("sid-1")
+        assert got is not None and got.user_id == user.id
+        now = datetime.now(UTC)
+        assert got.is_active(now) and not got.is_active(now + timedelta(seconds=61))
+        await store.revoke_session("sid-1")
+        got = await store.get_session("sid-1")
+        assert got is not None and got.revoked_at is not None and not got.is_active(now)
+        assert await store.get_session("nope") is None
+        assert session.sid == "sid-1"
+        await store.close()
+
+    run(go())
+
+
+def test_broker_keys_encrypted_at_rest(store_url: str) -> None:
+    """Keys are stored as Fernet tokens and come back decrypted; another SECRET_KEY cannot read."""
+
+    async def go() -> None:
+        store = await _open(store_url)
+        user = await store.create_user("carol", "pw")
+        await store.link_broker_account(user.id, "PKCAROL", "very-secret", paper=True)
+        await store.link_broker_account(user.id, "PKCAROL2", "very-secret-2", paper=False)
+        accounts = await store.linked_accounts()
+        assert [(a.user_id, a.key, a.secret, a.paper) for a in accounts] == [
+            (user.user_id, "PKCAROL2", "very-secret-2", False)
+        ]
+        assert "very-secret" not in repr(accounts[0])
+        rows = await store._query("SELECT alpaca_key_enc, alpaca_secret_enc FROM broker_accounts")
+        assert "PKCAROL" not in rows[0][0] and "very-secret" not in rows[0][1]
+        with pytest.raises(ValueError):
+            await store.link_broker_account(user.id, "", "x")
+        await store.close()
+        other = await open_store(store_url, "o" * 32)
+        with pytest.raises(InvalidToken):
+            await other.linked_accounts()
+        await other.close()
+
+    run(go())
+
+
+def test_unknown_scheme_rejected() -> None:
+    """A DATABASE_URL with another scheme is refused with a clear error."""
+    with pytest.raises(ValueError, match="unsupported DATABASE_URL"):
+        run(open_store("mysql://x", SECRET))
