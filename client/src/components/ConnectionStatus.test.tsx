@@ -32,7 +32,7 @@ describe('ConnectionStatus', () => {
     expect(describeStatus({ ...base, status: 'disconnected', attempt: 2, nextRetryAt: 4000 }, 0)).toMatchObject({
       tone: 'red',
       label: 'Disconnected',
-      detail: 'retrying in 4s (attempt 3 of 10)',
+      detail: 'retrying in 4s, attempt 2 of 10',
     });
     expect(describeStatus({ ...base, status: 'error' }, 0)).toMatchObject({ tone: 'red', label: 'Connection failed' });
     expect(describeStatus({ ...base, status: 'disconnected', mode: 'polling', pollingReason: 'retries_exhausted' }, 0)).toMatchObject({

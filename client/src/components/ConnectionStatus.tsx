@@ -36,7 +36,7 @@ export function describeStatus(state: StreamState, now: number): StatusView {
         label: state.status === 'error' ? 'Connection failed' : 'Disconnected',
         detail:
           retryIn !== null
-            ? `retrying in ${retryIn}s (attempt ${Math.min(state.attempt + 1, state.maxAttempts)} of ${state.maxAttempts})`
+            ? `retrying in ${retryIn}s, attempt ${state.attempt} of ${state.maxAttempts}`
             : null,
       };
   }
