@@ -11,10 +11,13 @@ skipping them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import secrets
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import ujson
@@ -217,3 +220,22 @@ def require_service(name: str, error: Exception) -> None:
     if REQUIRE_SERVICES:
         pytest.fail(message)
     pytest.skip(message)
+
+
+@contextlib.contextmanager
+def postgres_schema_url() -> Iterator[str]:
+    """Yield a TEST_DATABASE_URL whose search_path is a new schema, dropped afterwards."""
+    import psycopg
+
+    schema = "t_" + secrets.token_hex(4)
+    try:
+        with psycopg.connect(TEST_DATABASE_URL, autocommit=True, connect_timeout=3) as conn:
+            conn.execute(f"CREATE SCHEMA {schema}")
+    except psycopg.OperationalError as exc:
+        require_service("PostgreSQL", exc)
+    sep = "&" if "?" in TEST_DATABASE_URL else "?"
+    try:
+        yield f"{TEST_DATABASE_URL}{sep}options={quote(f'-csearch_path={schema}')}"
+    finally:
+        with psycopg.connect(TEST_DATABASE_URL, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")

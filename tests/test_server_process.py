@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -89,6 +90,7 @@ def test_sigterm_flushes_closes_1001_and_exits_0(tmp_path: Path) -> None:
 
     port = _free_port()
     env = _env(tmp_path, PORT=str(port), BATCH_WINDOW_MS="5000", INTERNAL_TOKEN="tok")
+    stack = contextlib.ExitStack()
     proc = subprocess.Popen(
         [sys.executable, "server.py"],
         cwd=REPO,
@@ -106,6 +108,7 @@ def test_sigterm_flushes_closes_1001_and_exits_0(tmp_path: Path) -> None:
         with urllib.request.urlopen(req) as resp:
             cookie = resp.headers["Set-Cookie"].split(";", 1)[0]
         ws = connect(f"ws://127.0.0.1:{port}/ws/portfolio", additional_headers={"Cookie": cookie})
+        stack.enter_context(ws)
         ws.send(json.dumps({"type": "subscribe", "channels": ["positions"]}))
         assert json.loads(ws.recv(5))["type"] == "subscribed"
         assert json.loads(ws.recv(5))["type"] == "snapshot"
@@ -138,6 +141,7 @@ def test_sigterm_flushes_closes_1001_and_exits_0(tmp_path: Path) -> None:
         assert info.value.rcvd is not None and info.value.rcvd.code == 1001
         assert proc.wait(timeout=5) == 0
     finally:
+        stack.close()
         if proc.poll() is None:
             proc.kill()
             proc.wait()

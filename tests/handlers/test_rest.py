@@ -234,3 +234,22 @@ async def test_admin_stats_and_metrics(folio: Running) -> None:
     assert resp.code == 200 and b"folio_ws_connections 1.0" in resp.body
     resp = await folio.request("GET", "/metrics", cookie=trader)
     assert resp.code == 403
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_whole_server_on_postgresql(make_server: Any) -> None:
+    """DATABASE_URL=postgresql://…: migrations, demo seeding, login, REST and the socket work."""
+    from tests.conftest import postgres_schema_url
+
+    with postgres_schema_url() as url:
+        folio = await make_server(database_url=url)
+        assert folio.server.store is not None and folio.server.store.dialect == "postgres"
+        cookie = await folio.login("bob")
+        code, body = await folio.get_json("/api/account", cookie)
+        assert code == 200 and body["account"]["cash"] == "100000.00"
+        conn = await folio.connect(cookie)
+        ack, snap = await subscribe(conn, ["account"])
+        assert snap is not None and snap["data"]["account"]["equity"] == "100000.00"
+        await folio.request("POST", "/api/logout", cookie=cookie)
+        assert (await folio.get_json("/api/me", cookie))[0] == 401
+        await folio.server.stop()

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import quote
 
 import pytest
 
 from storage.crypto import InvalidToken
 from storage.db import Store, UserExistsError, open_store
-from tests.conftest import TEST_DATABASE_URL, require_service
+from tests.conftest import postgres_schema_url
 
 SECRET = "s" * 32
 
@@ -23,18 +21,8 @@ def store_url(request: Any, tmp_path: Any) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path}/t.db"
         return
-    import psycopg
-
-    schema = "t_" + secrets.token_hex(4)
-    try:
-        with psycopg.connect(TEST_DATABASE_URL, autocommit=True, connect_timeout=3) as conn:
-            conn.execute(f"CREATE SCHEMA {schema}")
-    except psycopg.OperationalError as exc:
-        require_service("PostgreSQL", exc)
-    sep = "&" if "?" in TEST_DATABASE_URL else "?"
-    yield f"{TEST_DATABASE_URL}{sep}options={quote(f'-csearch_path={schema}')}"
-    with psycopg.connect(TEST_DATABASE_URL, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+    with postgres_schema_url() as url:
+        yield url
 
 
 async def _open(url: str) -> Store:
