@@ -45,6 +45,7 @@ class PortfolioSocket(WebSocketHandler):
     subscription: Subscription
     last_seen: float = 0.0
     last_ping: float = 0.0
+    expires_at: float = 0.0
 
     @property
     def ctx(self) -> Context:
@@ -62,6 +63,7 @@ class PortfolioSocket(WebSocketHandler):
             return
         self.user_id = auth.user.user_id
         self.sid = auth.sid
+        self.expires_at = auth.expires_at
         self.subscription = Subscription()
         self._registered = False
         await super().get(*args, **kwargs)

@@ -27,10 +27,11 @@ _ALGORITHM = "HS256"
 
 @dataclass(frozen=True)
 class Authenticated:
-    """A verified session: the user and the session id."""
+    """A verified session: the user, the session id and when it expires (unix seconds)."""
 
     user: User
     sid: str
+    expires_at: float = 0.0
 
 
 class SessionAuth:
@@ -89,7 +90,9 @@ class SessionAuth:
         if not session.is_active(datetime.now(UTC)):
             return None
         user = await self.store.get_user(session.user_id)
-        return Authenticated(user, session.sid) if user is not None else None
+        if user is None:
+            return None
+        return Authenticated(user, session.sid, session.expires_at.timestamp())
 
     async def logout(self, token: str | None) -> str | None:
         """Revoke the session of ``token``; return its sid (None if the token was not valid)."""

@@ -33,6 +33,8 @@ class Client(Protocol):
         subscription: what the connection subscribed to.
         last_seen: monotonic seconds of the last frame received (heartbeat accounting).
         last_ping: monotonic seconds of the last ping sent.
+        expires_at: unix seconds when the session expires (0: never); the heartbeat closes
+            the connection with 4001 then.
     """
 
     user_id: str
@@ -40,6 +42,7 @@ class Client(Protocol):
     subscription: Subscription
     last_seen: float
     last_ping: float
+    expires_at: float
 
     def send(self, text: str) -> bool:
         """Queue ``text`` for the socket; return False if the connection is gone or overloaded."""

@@ -78,6 +78,7 @@ class StreamManager:
         heartbeat_timeout_s: seconds of client silence before closing with 4000.
         source: snapshot provider; can be set later with :meth:`set_source`.
         clock: monotonic clock in seconds (tests may replace it).
+        wall_clock: unix time in seconds, for session expiry (tests may replace it).
     """
 
     def __init__(
@@ -90,6 +91,7 @@ class StreamManager:
         heartbeat_timeout_s: float = 30.0,
         source: SnapshotSource | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.broker = broker
         self.hub = Hub(max_connections_per_user)
@@ -99,6 +101,8 @@ class StreamManager:
         self.heartbeat_timeout_s = heartbeat_timeout_s
         self._source: SnapshotSource = source or _EmptySource()
         self._clock = clock
+        self._wall_clock = wall_clock
+        self.current_status: dict[str, Any] | None = None
         self._outbox: deque[Outgoing] = deque()
         self._draining: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
@@ -217,10 +221,14 @@ class StreamManager:
         client.last_seen = self._clock()
 
     def sweep(self) -> None:
-        """Heartbeat tick: close silent connections with 4000, ping the others when due."""
-        now = self._clock()
+        """Heartbeat tick: close silent connections with 4000, expired sessions with 4001, ping."""
+        now, wall = self._clock(), self._wall_clock()
         for client in self.hub.all():
-            if now - client.last_seen >= self.heartbeat_timeout_s:
+            expires = getattr(client, "expires_at", 0.0)
+            if expires and wall >= expires:
+                client.close(CloseCode.SESSION_REVOKED, "Session expired")
+                self.disconnect(client, CloseCode.SESSION_REVOKED)
+            elif now - client.last_seen >= self.heartbeat_timeout_s:
                 log.info("heartbeat timeout for user %s", client.user_id)
                 client.close(CloseCode.HEARTBEAT_TIMEOUT, "Heartbeat timeout")
                 # A silent peer may never complete the closing handshake: free the slot now.
@@ -283,6 +291,9 @@ class StreamManager:
             return
         snap = _filter_snapshot(sub, self._source.snapshot(client.user_id))
         await self.control(client, EventType.SNAPSHOT, snap, seq)
+        if self.current_status is not None and self.current_status["stale"]:
+            # A client arriving while the broker feed is stale learns it at once.
+            await self.control(client, EventType.STATUS, self.current_status, seq)
 
     @staticmethod
     def _sub_data(sub: Subscription, recovered: bool) -> dict[str, Any]:
@@ -296,6 +307,7 @@ class StreamManager:
     def broadcast_status(self, code: str, message: str, *, stale: bool) -> None:
         """Publish a ``status`` event to every user with an open connection."""
         data = {"code": code, "message": message, "stale": stale}
+        self.current_status = data
         for user_id in self.hub.users():
             self.emit(user_id, EventType.STATUS, data)
 

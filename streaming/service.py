@@ -104,8 +104,8 @@ class PortfolioService:
             try:
                 changes = state.apply_price(symbol, price, at)
             except ValueError as exc:
-                log.warning("rejected price for %s: %s", symbol, exc)
-                return
+                log.warning("rejected price for %s (trader %s): %s", symbol, user_id, exc)
+                continue
             self._emit(user_id, changes, now)
 
     def on_sync(

@@ -197,6 +197,12 @@ async def test_broker_silence_marks_data_stale_then_live(make_server: Any) -> No
     msgs = await _collect(conn, lambda m: any(x["type"] == "status" for x in m))
     status = _last(msgs, "status")
     assert status["code"] == "broker_stale" and status["stale"] is True
+    # a client arriving while the feed is stale is told right after its snapshot
+    late = await folio.connect(await folio.login("bob"))
+    await subscribe(late, ["account"])
+    status_now = await recv(late)
+    assert status_now is not None and status_now["type"] == "status"
+    assert status_now["data"]["code"] == "broker_stale"
     sim.pause_streams(False)
     await _submit(folio, "IBM", 1, "buy")
     msgs = await _collect(

@@ -42,6 +42,21 @@ _SPLIT_QTY = Decimal(10)
 _AUTO_BUY_SIZES = (1, 2, 3, 4, 5, 8, 10, 12, 15)
 
 
+def _log_request(handler: tornado.web.RequestHandler) -> None:
+    """Log simulator requests at DEBUG (errors at WARNING), so they do not drown the server's."""
+    status = handler.get_status()
+    level = logging.WARNING if status >= 500 else logging.DEBUG
+    request = handler.request
+    log.log(
+        level,
+        "%d %s %s %.2fms",
+        status,
+        request.method,
+        request.uri,
+        1000.0 * request.request_time(),
+    )
+
+
 class Simulator:
     """A local Alpaca: recorded prices replayed live, accounts, an order book and fills.
 
@@ -130,7 +145,10 @@ class Simulator:
             *rest_routes(self),
         ]
         return tornado.web.Application(
-            routes, default_handler_class=NotFoundHandler, default_handler_args={"sim": self}
+            routes,
+            default_handler_class=NotFoundHandler,
+            default_handler_args={"sim": self},
+            log_function=_log_request,
         )
 
     async def start(self, port: int = 0, address: str = "127.0.0.1") -> int:

@@ -419,3 +419,19 @@ async def test_realtime_flag_off(make_server: Any) -> None:
     assert await folio.get_json("/api/health") == (200, {"status": "ok", "realtime": False})
     code, body = await folio.get_json("/api/account", cookie)
     assert code == 200 and body["account"]["cash"] == "100000.00"
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_expired_session_closes_open_socket_4001(make_server: Any) -> None:
+    """When the session behind an open socket expires, the heartbeat closes it with 4001."""
+    import time
+
+    folio = await make_server(heartbeat_interval_s=0.1, heartbeat_timeout_s=5)
+    conn = await folio.connect(await folio.login())
+    await subscribe(conn, ["orders"])
+    (client,) = folio.server.manager.hub.all()
+    assert client.expires_at > time.time() + 3000  # SESSION_TTL_S default: 12 h
+    client.expires_at = time.time() - 1
+    assert await recv(conn, 5) is None
+    assert (conn.close_code, conn.close_reason) == (4001, "Session expired")
+    assert folio.server.manager.hub.count() == 0
