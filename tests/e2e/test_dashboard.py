@@ -178,3 +178,24 @@ def test_logout_returns_to_login(page: Any, spa_server: ServerProcess) -> None:
     expect(page.get_by_role("button", name="Sign in")).to_be_visible()
     page.reload()
     expect(page.get_by_role("button", name="Sign in")).to_be_visible()
+
+
+def test_signing_out_elsewhere_closes_the_stream_with_4001(
+    page: Any, spa_server: ServerProcess
+) -> None:
+    login(page, spa_server.base_url)
+    expect(page.get_by_test_id("status-dot")).to_have_attribute(
+        "data-tone", "green", timeout=10_000
+    )
+    # Same browser session in another tab signs out: the server revokes the session and closes
+    # the first tab's socket with 4001, which must land on the login page without retrying.
+    other = page.context.new_page()
+    other.goto(spa_server.base_url + "/")
+    other.get_by_test_id("logout").click()
+    expect(page.get_by_role("button", name="Sign in")).to_be_visible(timeout=10_000)
+    expect(page.get_by_role("status").filter(has_text="session ended")).to_be_visible()
+    sockets: list[str] = []
+    page.on("websocket", lambda ws: sockets.append(ws.url))
+    page.wait_for_timeout(3000)
+    assert sockets == []
+    other.close()

@@ -30,6 +30,10 @@ export function Dashboard({ me, onLogout }: { me: Me; onLogout: () => void }) {
     [subscribe, announce],
   );
 
+  // A failed REST refresh while data is already on screen: say so rather than show stale numbers silently.
+  const failed = [positions, orders, account, trades].find((q) => q.isError && q.data !== undefined);
+  const refreshError = failed?.error instanceof Error ? failed.error.message : null;
+
   return (
     <div className="app">
       <header className="app-header">
@@ -47,6 +51,11 @@ export function Dashboard({ me, onLogout }: { me: Me; onLogout: () => void }) {
       {state.mode === 'polling' && (
         <div className="banner banner--warn" role="status" data-testid="backup-banner">
           Using backup connection: live updates are unavailable, so the dashboard refreshes every 5 seconds.
+        </div>
+      )}
+      {refreshError && (
+        <div className="banner banner--error" role="status" data-testid="refresh-error">
+          Cannot refresh from the server right now ({refreshError}); showing the last data received.
         </div>
       )}
       {broker?.stale && (
