@@ -164,6 +164,21 @@ describe('useRealtime* hooks write stream events into the query cache', () => {
     expect(positionsData()?.seq).toBe(6);
   });
 
+  it('a REST answer older than a snapshot already applied does not roll the cache back', async () => {
+    await mount();
+    let resolve!: (v: PositionsData) => void;
+    api.positions.mockImplementationOnce(() => new Promise((r) => (resolve = r)));
+    await act(async () => {
+      void qc.refetchQueries({ queryKey: ['positions', '1'] });
+    });
+    await waitFor(() => expect(api.positions).toHaveBeenCalledTimes(2));
+    send(event('snapshot', 6, { positions: [position('AAPL'), position('NVDA')] }));
+    await act(async () => resolve({ userId: '1', seq: 4, epoch: EPOCH, positions: [position('AAPL')] }));
+    await waitFor(() => expect(qc.getQueryState(['positions', '1'])?.fetchStatus).toBe('idle'));
+    expect(positionsData()?.positions.map((p) => p.symbol)).toEqual(['AAPL', 'NVDA']);
+    expect(positionsData()?.seq).toBe(6);
+  });
+
   it('reconciles over REST every 60 s while live, and polls every 5 s in fallback mode', async () => {
     await mount();
     const interval = (key: string) =>

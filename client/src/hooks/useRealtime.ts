@@ -17,7 +17,8 @@ import {
   reconcilePositions,
   reconcileTrades,
 } from '../lib/cache';
-import type { AccountData, OrdersData, PositionsData, ServerMessage, TradesData } from '../lib/schemas';
+import type { AccountData, OrdersData, PositionsData, ServerMessage, StreamEvent, TradesData } from '../lib/schemas';
+import type { PortfolioStream } from '../stream/PortfolioStream';
 import { POLL_INTERVAL_MS, RECONCILE_INTERVAL_MS, usePortfolioStreamContext } from './usePortfolioStream';
 
 export const positionsKey = (userId: string) => ['positions', userId] as const;
@@ -27,6 +28,21 @@ export const tradesKey = (userId: string) => ['trades', userId] as const;
 
 function refetchInterval(mode: 'realtime' | 'polling'): number {
   return mode === 'polling' ? POLL_INTERVAL_MS : RECONCILE_INTERVAL_MS;
+}
+
+/**
+ * A REST answer as of `fresh.seq`, plus the stream events received after it. If the stream
+ * already delivered a snapshot newer than the answer (the request raced the socket), the cache
+ * — that snapshot and the events after it — is newer and complete: keep it.
+ */
+export function reconcile<T extends { seq: number; epoch: string | null }>(
+  fresh: T,
+  current: T | undefined,
+  stream: PortfolioStream,
+  merge: (fresh: T, later: StreamEvent[]) => T,
+): T {
+  if (current && current.epoch === fresh.epoch && stream.supersededBySnapshot(fresh.seq, fresh.epoch)) return current;
+  return merge(fresh, stream.eventsAfter(fresh.seq, fresh.epoch));
 }
 
 // --- message handlers (exported for tests) ---
@@ -90,7 +106,7 @@ export function useRealtimePositions() {
     queryKey: positionsKey(userId),
     queryFn: async () => {
       const fresh = await api.positions();
-      return reconcilePositions(fresh, stream.eventsAfter(fresh.seq, fresh.epoch));
+      return reconcile(fresh, qc.getQueryData(positionsKey(userId)), stream, reconcilePositions);
     },
     refetchInterval: refetchInterval(mode),
     refetchIntervalInBackground: true,
@@ -105,7 +121,7 @@ export function useRealtimeOrders() {
     queryKey: ordersKey(userId),
     queryFn: async () => {
       const fresh = await api.orders();
-      return reconcileOrders(fresh, stream.eventsAfter(fresh.seq, fresh.epoch));
+      return reconcile(fresh, qc.getQueryData(ordersKey(userId)), stream, reconcileOrders);
     },
     refetchInterval: refetchInterval(mode),
     refetchIntervalInBackground: true,
@@ -120,7 +136,7 @@ export function useRealtimeAccount() {
     queryKey: accountKey(userId),
     queryFn: async () => {
       const fresh = await api.account();
-      return reconcileAccount(fresh, stream.eventsAfter(fresh.seq, fresh.epoch));
+      return reconcile(fresh, qc.getQueryData(accountKey(userId)), stream, reconcileAccount);
     },
     refetchInterval: refetchInterval(mode),
     refetchIntervalInBackground: true,
@@ -135,7 +151,7 @@ export function useRealtimeTrades() {
     queryKey: tradesKey(userId),
     queryFn: async () => {
       const fresh = await api.trades();
-      return reconcileTrades(fresh, stream.eventsAfter(fresh.seq, fresh.epoch));
+      return reconcile(fresh, qc.getQueryData(tradesKey(userId)), stream, reconcileTrades);
     },
     refetchInterval: refetchInterval(mode),
     refetchIntervalInBackground: true,

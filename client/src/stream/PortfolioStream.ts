@@ -104,6 +104,7 @@ export class PortfolioStream {
   private readonly listeners = new Set<{ fn: MessageListener; channels: Set<Channel> | null }>();
   private readonly stateListeners = new Set<() => void>();
   private history: StreamEvent[] = [];
+  private lastSnapshot: { seq: number; epoch: string | null } | null = null;
   private state: StreamState;
 
   constructor(options: PortfolioStreamOptions = {}) {
@@ -218,6 +219,15 @@ export class PortfolioStream {
   /** Stream events seen after `seq` in `epoch`, oldest first (to re-apply on top of a REST answer). */
   eventsAfter(seq: number, epoch: string | null): StreamEvent[] {
     return this.history.filter((e) => e.seq > seq && (epoch == null || e.epoch == null || e.epoch === epoch));
+  }
+
+  /**
+   * Whether a REST answer taken as of `seq` is older than a snapshot the stream already
+   * delivered: the snapshot (plus the events after it) is then the newer complete state.
+   */
+  supersededBySnapshot(seq: number, epoch: string | null): boolean {
+    const snap = this.lastSnapshot;
+    return !!snap && snap.epoch === epoch && seq < snap.seq;
   }
 
   /** Whether every event reaches this connection, so that a jump in seq means a lost event. */
@@ -419,6 +429,7 @@ export class PortfolioStream {
 
     if (msg.type === 'snapshot') {
       patch.lastSeq = msg.seq;
+      this.lastSnapshot = { seq: msg.seq, epoch: msg.epoch ?? knownEpoch };
     } else if (isStreamEvent(msg)) {
       const last = epochChanged ? null : this.state.lastSeq;
       if (last !== null && msg.seq <= last) {
