@@ -125,21 +125,36 @@ class Store(ABC):
     async def migrate(self) -> list[str]:
         """Apply pending migrations for this dialect.
 
+        Several processes may start at once on a new database: a migration that fails because
+        another process applied it meanwhile (its version is then recorded) is not an error.
+
         Returns:
             The versions applied now (``["0001_initial"]`` on a new database, ``[]`` after).
+
+        Raises:
+            Exception: the engine's error when a migration fails for any other reason.
         """
         await self._query(
             "CREATE TABLE IF NOT EXISTS schema_migrations "
             "(version TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
         )
-        done = {row[0] for row in await self._query("SELECT version FROM schema_migrations")}
+        done = await self._applied()
         applied = []
         for path in sorted(MIGRATIONS_DIR.glob(f"*.{self.dialect}.sql")):
             version = path.name.split(".")[0]
-            if version not in done:
+            if version in done:
+                continue
+            try:
                 await self._script(path.read_text(), version)
-                applied.append(version)
+            except Exception:
+                if version in await self._applied():
+                    continue  # applied concurrently by another process
+                raise
+            applied.append(version)
         return applied
+
+    async def _applied(self) -> set[str]:
+        return {row[0] for row in await self._query("SELECT version FROM schema_migrations")}
 
     # -- users ------------------------------------------------------------------------------
     async def create_user(self, username: str, password: str, *, is_admin: bool = False) -> User:
@@ -298,9 +313,15 @@ class SqliteStore(Store):
 
     async def _script(self, sql: str, version: str) -> None:
         now = _now().isoformat()
-        self._conn.executescript(
-            f"BEGIN;\n{sql}\nINSERT INTO schema_migrations VALUES ('{version}', '{now}');\nCOMMIT;"
-        )
+        try:
+            self._conn.executescript(
+                f"BEGIN IMMEDIATE;\n{sql}\n"
+                f"INSERT INTO schema_migrations VALUES ('{version}', '{now}');\nCOMMIT;"
+            )
+        except sqlite3.Error:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            raise
 
     def _ts(self, value: datetime) -> Any:
         return value.isoformat()

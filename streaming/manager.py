@@ -22,7 +22,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 from tornado.ioloop import PeriodicCallback
@@ -289,11 +289,12 @@ class StreamManager:
                 if data is not None:
                     client.send(encode(pub.message(data)))
             return
-        snap = _filter_snapshot(sub, self._source.snapshot(client.user_id))
-        await self.control(client, EventType.SNAPSHOT, snap, seq)
-        if self.current_status is not None and self.current_status["stale"]:
-            # A client arriving while the broker feed is stale learns it at once.
-            await self.control(client, EventType.STATUS, self.current_status, seq)
+        full = self._source.snapshot(client.user_id)
+        await self.control(client, EventType.SNAPSHOT, _filter_snapshot(sub, full), seq)
+        stale = self.current_status is not None and self.current_status["stale"]
+        if stale and full.get("account") is not None:
+            # A trader arriving while the broker feed is stale learns it at once.
+            await self.control(client, EventType.STATUS, self.current_status or {}, seq)
 
     @staticmethod
     def _sub_data(sub: Subscription, recovered: bool) -> dict[str, Any]:
@@ -304,11 +305,24 @@ class StreamManager:
         }
 
     # -- status and stats ---------------------------------------------------------------------
-    def broadcast_status(self, code: str, message: str, *, stale: bool) -> None:
-        """Publish a ``status`` event to every user with an open connection."""
+    def broadcast_status(
+        self, code: str, message: str, *, stale: bool, users: Iterable[str] | None = None
+    ) -> None:
+        """Publish a ``status`` event to every connected user (or only those in ``users``).
+
+        Args:
+            code: ``broker_stale``, ``broker_ok`` or ``broker_down``.
+            message: human-readable explanation.
+            stale: whether data may be stale from now on.
+            users: restrict to these userIds (e.g. the traders with a broker account).
+        """
         data = {"code": code, "message": message, "stale": stale}
         self.current_status = data
-        for user_id in self.hub.users():
+        targets = self.hub.users()
+        if users is not None:
+            wanted = set(users)
+            targets = [u for u in targets if u in wanted]
+        for user_id in targets:
             self.emit(user_id, EventType.STATUS, data)
 
     def stats(self) -> dict[str, Any]:

@@ -76,7 +76,9 @@ class PortfolioService:
         self.manager.metrics.broker_last_message.set(time.time())
         if self.stale:
             self.stale = False
-            self.manager.broadcast_status("broker_ok", "Live data restored", stale=False)
+            self.manager.broadcast_status(
+                "broker_ok", "Live data restored", stale=False, users=self._states
+            )
         return now
 
     def on_trade_update(self, user_id: str, update: Mapping[str, Any]) -> None:
@@ -142,14 +144,17 @@ class PortfolioService:
 
     def check_staleness(self) -> None:
         """Periodic check: tell connected clients when the broker has gone silent."""
-        if self.stale or not self.manager.hub.count():
+        if self.stale or not any(u in self._states for u in self.manager.hub.users()):
             return
         if self._clock() - self.last_message_at >= self.stale_after_s:
             self.stale = True
             silent = int(self._clock() - self.last_message_at)
             log.warning("no broker message for %d s: telling clients data may be stale", silent)
             self.manager.broadcast_status(
-                "broker_stale", f"No broker data for {silent} s; prices may be stale", stale=True
+                "broker_stale",
+                f"No broker data for {silent} s; prices may be stale",
+                stale=True,
+                users=self._states,
             )
 
     # -- reads ----------------------------------------------------------------------------------

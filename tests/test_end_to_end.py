@@ -203,6 +203,10 @@ async def test_broker_silence_marks_data_stale_then_live(make_server: Any) -> No
     status_now = await recv(late)
     assert status_now is not None and status_now["type"] == "status"
     assert status_now["data"]["code"] == "broker_stale"
+    # a user without a broker account (admin) is not told about the broker feed
+    admin = await folio.connect(await folio.login("admin", "admin"))
+    await subscribe(admin)
+    assert await no_message(admin, 0.5)
     sim.pause_streams(False)
     await _submit(folio, "IBM", 1, "buy")
     msgs = await _collect(

@@ -123,3 +123,23 @@ def test_unknown_scheme_rejected() -> None:
     """A DATABASE_URL with another scheme is refused with a clear error."""
     with pytest.raises(ValueError, match="unsupported DATABASE_URL"):
         run(open_store("mysql://x", SECRET))
+
+
+def test_migration_applied_concurrently_is_not_an_error(store_url: str) -> None:
+    """A process that read "not applied" before another one applied it does not fail."""
+
+    async def go() -> None:
+        first = await _open(store_url)
+        second = await _open(store_url)
+
+        async def stale_view() -> set[str]:
+            second._applied = real  # type: ignore[method-assign]
+            return set()
+
+        real = second._applied
+        second._applied = stale_view  # type: ignore[method-assign]
+        assert await second.migrate() == []
+        await first.close()
+        await second.close()
+
+    run(go())
