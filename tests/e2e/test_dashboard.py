@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -79,7 +80,7 @@ def test_login_shows_live_dashboard_with_positions(page: Any, spa_server: Server
     expect(row.get_by_test_id("last-updated")).to_contain_text("Last updated")
     # P&L carries a sign/arrow besides its colour
     pnl = row.get_by_test_id("unrealized-pnl")
-    expect(pnl).to_have_text(pnl.inner_text())  # rendered
+    expect(pnl).to_have_text(re.compile(r"^(▲ \+|▼ -)?\$[\d,]+\.\d\d$"))
     # let a few fills and price moves happen, then take the README screenshot
     page.locator("[data-testid=execution]").first.wait_for(timeout=30_000)
     page.wait_for_timeout(2000)
