@@ -140,10 +140,14 @@ class FolioServer:
         data_key, data_secret = s.alpaca_api_key, s.alpaca_secret_key
         if s.demo:
             endpoints, data_key, data_secret = await self._start_demo(store)
-        accounts = [
-            BridgeAccount(a.user_id, a.key, a.secret, a.paper)
-            for a in await store.linked_accounts()
-        ]
+
+        async def linked() -> list[BridgeAccount]:
+            return [
+                BridgeAccount(a.user_id, a.key, a.secret, a.paper)
+                for a in await store.linked_accounts()
+            ]
+
+        accounts = await linked()
         for account in accounts:
             service.add_account(account.user_id)
         sockets = bind_sockets(s.port, s.host)
@@ -159,6 +163,7 @@ class FolioServer:
             endpoints=endpoints,
             sync_interval_s=s.sync_interval_s,
             paper=s.alpaca_paper,
+            accounts_provider=linked,
         )
         self.ctx.extra_status["bridge"] = {"accounts": len(accounts), "demo": s.demo}
         await self.bridge.start()

@@ -26,7 +26,7 @@ import asyncio
 import functools
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -130,6 +130,9 @@ class AlpacaBridge:
         endpoints: URL overrides (simulator, or any Alpaca-compatible endpoint).
         sync_interval_s: seconds between REST reconciliations.
         paper: use Alpaca's paper endpoints for the market-data/REST defaults.
+        accounts_provider: coroutine function returning the current linked accounts; when
+            given, it is asked before every periodic sync, so traders linked (``adduser``) or
+            re-linked while the server runs get their stream without a restart.
     """
 
     def __init__(
@@ -142,12 +145,14 @@ class AlpacaBridge:
         endpoints: Endpoints | None = None,
         sync_interval_s: float = 60.0,
         paper: bool = True,
+        accounts_provider: Callable[[], Awaitable[list[BridgeAccount]]] | None = None,
     ) -> None:
         self.service = service
         self.accounts = list(accounts)
         self.endpoints = endpoints or Endpoints()
         self.sync_interval_s = sync_interval_s
         self.paper = paper
+        self.accounts_provider = accounts_provider
         self._data_key, self._data_secret = data_key, data_secret
         self._loop: asyncio.AbstractEventLoop | None = None
         self._trading: dict[str, _StreamThread] = {}
@@ -165,19 +170,54 @@ class AlpacaBridge:
         self._loop = asyncio.get_running_loop()
         self.service.symbols_listener = self._on_symbols
         for account in self.accounts:
-            self.service.add_account(account.user_id)
-            thread = _StreamThread(
-                f"trading-stream-{account.user_id}",
-                functools.partial(self._trading_stream, account),
-            )
-            self._trading[account.user_id] = thread
-            thread.start()
+            self._start_trading(account)
         await self.sync_all()
         self._timers.append(PeriodicCallback(self._sync_soon, self.sync_interval_s * 1000.0))
         stale_tick = min(self.service.stale_after_s / 3.0, 5.0) * 1000.0
         self._timers.append(PeriodicCallback(self.service.check_staleness, stale_tick))
         for timer in self._timers:
             timer.start()
+
+    def _start_trading(self, account: BridgeAccount) -> None:
+        self.service.add_account(account.user_id)
+        thread = _StreamThread(
+            f"trading-stream-{account.user_id}", functools.partial(self._trading_stream, account)
+        )
+        self._trading[account.user_id] = thread
+        thread.start()
+
+    async def set_accounts(self, accounts: list[BridgeAccount]) -> list[str]:
+        """Bring the running streams in line with ``accounts`` (linked, unlinked, re-keyed).
+
+        Args:
+            accounts: every trader that should have a trading stream now.
+
+        Returns:
+            The userIds whose stream was (re)started.
+        """
+        new = {a.user_id: a for a in accounts}
+        old = {a.user_id: a for a in self.accounts}
+        gone = [u for u, a in old.items() if new.get(u) != a]
+        loop = asyncio.get_running_loop()
+        threads = [self._trading.pop(u) for u in gone if u in self._trading]
+        await asyncio.gather(*(loop.run_in_executor(None, t.stop) for t in threads))
+        for user_id in gone:
+            self._clients.pop(user_id, None)
+        self.accounts = list(new.values())
+        started = [a for u, a in new.items() if old.get(u) != a]
+        for account in started:
+            log.info("trader %s linked: starting its trading stream", account.user_id)
+            self._start_trading(account)
+        await asyncio.gather(*(self.sync_account(a) for a in started))
+        return [a.user_id for a in started]
+
+    async def _refresh_and_sync(self) -> None:
+        if self.accounts_provider is not None:
+            try:
+                await self.set_accounts(await self.accounts_provider())
+            except Exception:
+                log.exception("could not refresh the linked accounts")
+        await self.sync_all()
 
     async def stop(self) -> None:
         """Stop timers and every stream (each given up to 2 s), in executor threads."""
@@ -316,7 +356,7 @@ class AlpacaBridge:
         await asyncio.gather(*(self.sync_account(a) for a in self.accounts))
 
     def _sync_soon(self) -> None:
-        asyncio.ensure_future(self.sync_all())
+        asyncio.ensure_future(self._refresh_and_sync())
 
     def status(self) -> dict[str, Any]:
         """Return the bridge's state for the admin stats."""

@@ -230,3 +230,24 @@ async def test_bridge_reconnects_after_broker_drops_streams(folio: Running) -> N
     await _submit(folio, "GOOG", 1, "buy")
     msgs = await _collect(conn, lambda m: "filled" in _orders(m))
     assert _orders(msgs)[-1] == "filled"
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_trader_linked_while_running_gets_a_stream(make_server: Any) -> None:
+    """A trader linked after start-up (adduser) is picked up at the next sync, no restart."""
+    folio = await make_server(sync_interval_s=0.3)
+    sim, store = folio.server.simulator, folio.server.store
+    carol = await store.create_user("carol", "pw")
+    sim.add_account("DEMO-CAROL", "carol-secret", auto_trade=False)
+    await store.link_broker_account(carol.id, "DEMO-CAROL", "carol-secret")
+    for _ in range(int(wait(200))):
+        if sim.trading_listeners("DEMO-CAROL") == 1:
+            break
+        await asyncio.sleep(0.05)
+    assert sim.trading_listeners("DEMO-CAROL") == 1
+    conn = await folio.connect(await folio.login("carol", "pw"))
+    _, snap = await subscribe(conn)
+    assert snap is not None and snap["data"]["account"]["cash"] == "100000.00"
+    sim.submit_order("DEMO-CAROL", symbol="IBM", qty=Decimal("2"), side="buy")
+    msgs = await _collect(conn, lambda m: "filled" in _orders(m))
+    assert all(m["userId"] == carol.user_id for m in msgs)

@@ -253,3 +253,17 @@ async def test_whole_server_on_postgresql(make_server: Any) -> None:
         await folio.request("POST", "/api/logout", cookie=cookie)
         assert (await folio.get_json("/api/me", cookie))[0] == 401
         await folio.server.stop()
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_cookie_is_secure_behind_an_https_proxy(folio: Running) -> None:
+    """X-Forwarded-Proto: https (TLS at the proxy) → the session cookie is marked Secure."""
+    resp = await folio.request(
+        "POST",
+        "/api/login",
+        {"username": "alice", "password": "demo"},
+        headers={"X-Forwarded-Proto": "https"},
+    )
+    assert resp.code == 200
+    cookie = next(h for h in resp.headers.get_list("Set-Cookie") if h.startswith("session="))
+    assert "; Secure" in cookie and "HttpOnly" in cookie
