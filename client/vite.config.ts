@@ -4,6 +4,9 @@ import react from '@vitejs/plugin-react';
 
 // The built SPA goes to ../static, which Tornado serves at / (index.html) and /assets/*.
 // Output file names are content hashes, so the same sources always build the same files.
+// `npm run dev` proxies the API and the socket to a running server (FOLIO_SERVER, default :8888).
+const server = process.env.FOLIO_SERVER ?? 'http://127.0.0.1:8888';
+
 export default defineConfig({
   plugins: [react()],
   base: '/',
@@ -15,9 +18,10 @@ export default defineConfig({
   },
   server: {
     port: 5173,
+    // The server only accepts its own Origin on the socket and on POSTs: present that one.
     proxy: {
-      '/api': 'http://127.0.0.1:8888',
-      '/ws': { target: 'ws://127.0.0.1:8888', ws: true },
+      '/api': { target: server, headers: { origin: server } },
+      '/ws': { target: server.replace(/^http/, 'ws'), ws: true, headers: { origin: server } },
     },
   },
   test: {
