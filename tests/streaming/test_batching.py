@@ -1,0 +1,223 @@
+"""Unit tests for streaming.batching.Batcher (coalescing position/account updates)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from streaming.batching import Batcher
+from streaming.events import EventType
+
+
+def pos(symbol: str, qty: str = "10", price: str = "100.00") -> dict[str, Any]:
+    return {"symbol": symbol, "quantity": qty, "currentPrice": price}
+
+
+def acct(equity: str) -> dict[str, Any]:
+    return {"equity": equity, "cash": "1.00"}
+
+
+def order(order_id: str, symbol: str = "AAPL") -> dict[str, Any]:
+    return {"orderId": order_id, "symbol": symbol, "status": "new"}
+
+
+def test_position_update_is_held():
+    b = Batcher(250)
+    assert b.add("1", "position_update", pos("AAPL"), at=1.0) == []
+    assert b.pending_users() == 1
+
+
+def test_account_update_is_held():
+    b = Batcher(250)
+    assert b.add("1", "account_update", acct("10.00"), at=1.0) == []
+    assert b.pending_users() == 1
+
+
+def test_latest_per_symbol_wins_and_positions_sorted():
+    """Several updates for one symbol become its latest snapshot; symbols come out sorted."""
+    b = Batcher(250)
+    b.add("1", "position_update", pos("MSFT", "1"), at=1.0)
+    b.add("1", "position_update", pos("AAPL", "1"), at=1.1)
+    b.add("1", "position_update", pos("MSFT", "2"), at=1.2)
+    b.add("1", "position_update", pos("MSFT", "0"), at=1.3)
+    assert b.drain() == [
+        (
+            "1",
+            "batch",
+            {"positions": [pos("AAPL", "1"), pos("MSFT", "0")], "orders": [], "account": None},
+            1.0,
+        )
+    ]
+
+
+def test_account_latest_wins():
+    b = Batcher(250)
+    b.add("1", "account_update", acct("1.00"), at=5.0)
+    b.add("1", "account_update", acct("2.00"), at=6.0)
+    assert b.drain() == [
+        ("1", "batch", {"positions": [], "orders": [], "account": acct("2.00")}, 5.0)
+    ]
+
+
+def test_positions_and_account_in_one_batch():
+    b = Batcher(250)
+    b.add("1", "account_update", acct("1.00"), at=2.0)
+    b.add("1", "position_update", pos("AAPL"), at=3.0)
+    assert b.drain() == [
+        ("1", "batch", {"positions": [pos("AAPL")], "orders": [], "account": acct("1.00")}, 2.0)
+    ]
+
+
+def test_emitted_at_is_the_first_held_update():
+    """The batch's emitted_at is the time of the oldest update it carries."""
+    b = Batcher(250)
+    b.add("1", "position_update", pos("AAPL"), at=7.5)
+    b.add("1", "position_update", pos("AAPL", "2"), at=9.0)
+    b.add("1", "account_update", acct("1.00"), at=9.5)
+    assert [o[3] for o in b.drain()] == [7.5]
+
+
+def test_enum_type_is_coalesced_like_its_string():
+    b = Batcher(250)
+    assert b.add("1", EventType.POSITION_UPDATE, pos("AAPL"), at=1.0) == []
+    assert b.add("1", EventType.ACCOUNT_UPDATE, acct("1.00"), at=1.0) == []
+    assert b.pending_users() == 1
+
+
+def test_held_data_is_copied():
+    """Mutating the caller's dict after add does not change the batch."""
+    b = Batcher(250)
+    data = pos("AAPL", "1")
+    b.add("1", "position_update", data, at=1.0)
+    data["quantity"] = "999"
+    assert b.drain()[0][2]["positions"] == [pos("AAPL", "1")]
+
+
+def test_order_update_flushes_pending_batch_first():
+    b = Batcher(250)
+    b.add("1", "position_update", pos("AAPL"), at=1.0)
+    b.add("1", "account_update", acct("3.00"), at=1.5)
+    out = b.add("1", "order_update", order("o1"), at=2.0)
+    assert out == [
+        ("1", "batch", {"positions": [pos("AAPL")], "orders": [], "account": acct("3.00")}, 1.0),
+        ("1", "order_update", order("o1"), 2.0),
+    ]
+    assert b.pending_users() == 0
+    assert b.drain() == []
+
+
+def test_trade_executed_flushes_pending_batch_first():
+    b = Batcher(250)
+    b.add("1", "position_update", pos("AAPL"), at=1.0)
+    trade = {"executionId": "e1", "symbol": "AAPL"}
+    out = b.add("1", "trade_executed", trade, at=2.0)
+    assert [(o[1], o[3]) for o in out] == [("batch", 1.0), ("trade_executed", 2.0)]
+    assert out[1][2] == trade
+
+
+def test_order_update_without_pending_goes_out_alone():
+    b = Batcher(250)
+    assert b.add("1", "order_update", order("o1"), at=4.0) == [
+        ("1", "order_update", order("o1"), 4.0)
+    ]
+    assert b.batches == 0
+
+
+def test_status_is_not_held_and_flushes_pending():
+    b = Batcher(250)
+    b.add("1", "account_update", acct("1.00"), at=1.0)
+    status = {"code": "broker_ok", "message": "", "stale": False}
+    out = b.add("1", "status", status, at=2.0)
+    assert [o[1] for o in out] == ["batch", "status"]
+
+
+def test_passed_through_type_is_a_plain_string():
+    b = Batcher(250)
+    (out,) = b.add("1", EventType.ORDER_UPDATE, order("o1"), at=1.0)
+    assert out[1] == "order_update"
+    assert type(out[1]) is str
+
+
+def test_order_preserved_across_interleaving():
+    """pos, order, pos, trade → batch, order, batch, trade, each batch with its own updates."""
+    b = Batcher(250)
+    out = []
+    out += b.add("1", "position_update", pos("AAPL", "1"), at=1.0)
+    out += b.add("1", "order_update", order("o1"), at=2.0)
+    out += b.add("1", "position_update", pos("AAPL", "2"), at=3.0)
+    out += b.add("1", "trade_executed", {"executionId": "e1", "symbol": "AAPL"}, at=4.0)
+    assert [(o[1], o[3]) for o in out] == [
+        ("batch", 1.0),
+        ("order_update", 2.0),
+        ("batch", 3.0),
+        ("trade_executed", 4.0),
+    ]
+    assert out[0][2]["positions"] == [pos("AAPL", "1")]
+    assert out[2][2]["positions"] == [pos("AAPL", "2")]
+
+
+def test_window_zero_passes_everything_through():
+    b = Batcher(0)
+    assert b.add("1", "position_update", pos("AAPL", "1"), at=1.0) == [
+        ("1", "position_update", pos("AAPL", "1"), 1.0)
+    ]
+    assert b.add("1", "position_update", pos("AAPL", "2"), at=2.0) == [
+        ("1", "position_update", pos("AAPL", "2"), 2.0)
+    ]
+    assert b.add("1", "account_update", acct("1.00"), at=3.0) == [
+        ("1", "account_update", acct("1.00"), 3.0)
+    ]
+    assert b.pending_users() == 0
+    assert b.drain() == []
+    assert (b.absorbed, b.batches) == (0, 0)
+
+
+def test_drain_across_users_and_isolation():
+    """Each user gets their own batch; one user's order does not flush another's."""
+    b = Batcher(250)
+    b.add("1", "position_update", pos("AAPL"), at=1.0)
+    b.add("2", "position_update", pos("MSFT"), at=2.0)
+    b.add("2", "account_update", acct("5.00"), at=2.5)
+    assert b.add("1", "order_update", order("o1"), at=3.0)[0][0] == "1"
+    assert b.pending_users() == 1
+    b.add("1", "account_update", acct("9.00"), at=4.0)
+    out = b.drain()
+    assert sorted(out) == [
+        ("1", "batch", {"positions": [], "orders": [], "account": acct("9.00")}, 4.0),
+        ("2", "batch", {"positions": [pos("MSFT")], "orders": [], "account": acct("5.00")}, 2.0),
+    ]
+    assert b.pending_users() == 0
+    assert b.drain() == []
+
+
+def test_take_one_user():
+    b = Batcher(250)
+    b.add("1", "position_update", pos("AAPL"), at=1.0)
+    b.add("2", "position_update", pos("MSFT"), at=2.0)
+    assert [o[0] for o in b.take("2")] == ["2"]
+    assert b.take("2") == []
+    assert b.take("nobody") == []
+    assert b.pending_users() == 1
+
+
+def test_counters():
+    """absorbed counts updates that went into batches; batches counts batch events."""
+    b = Batcher(250)
+    for i in range(3):
+        b.add("1", "position_update", pos("AAPL", str(i)), at=1.0)
+    b.add("1", "account_update", acct("1.00"), at=1.0)
+    b.add("2", "position_update", pos("MSFT"), at=1.0)
+    assert (b.absorbed, b.batches) == (0, 0)  # counted when the batch is released
+    b.add("1", "order_update", order("o1"), at=2.0)
+    assert (b.absorbed, b.batches) == (4, 1)
+    b.drain()
+    assert (b.absorbed, b.batches) == (5, 2)
+    b.drain()
+    assert (b.absorbed, b.batches) == (5, 2)
+
+
+def test_new_window_after_drain_uses_new_first_time():
+    b = Batcher(250)
+    b.add("1", "position_update", pos("AAPL"), at=1.0)
+    b.drain()
+    b.add("1", "position_update", pos("AAPL"), at=8.0)
+    assert b.drain()[0][3] == 8.0
