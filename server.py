@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import getpass
 import logging
 import os
@@ -120,6 +121,10 @@ class FolioServer:
             The bound HTTP port.
         """
         s = self.settings
+        sockets = bind_sockets(s.port, s.host)
+        self.port = sockets[0].getsockname()[1]
+        if s.port == 0:  # any free port: the default allowed origin must name the real one
+            self.settings = s = dataclasses.replace(s, port=self.port)
         self.store = store = await open_store(s.database_url, s.secret_key)
         broker = MemoryBroker()
         self.manager = manager = StreamManager(
@@ -150,8 +155,6 @@ class FolioServer:
         accounts = await linked()
         for account in accounts:
             service.add_account(account.user_id)
-        sockets = bind_sockets(s.port, s.host)
-        self.port = sockets[0].getsockname()[1]
         self.http = HTTPServer(make_app(self.ctx, self.static_dir), xheaders=True)
         self.http.add_sockets(sockets)
         manager.start()

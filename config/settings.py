@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import secrets
 from collections.abc import Callable, Mapping, Sequence
@@ -53,7 +54,7 @@ def _parse_float(name: str, raw: str, *, minimum: float = 0.0) -> float:
         value = float(raw.strip())
     except ValueError:
         raise SettingsError(f"{name} must be a number, got {raw!r}") from None
-    if not value >= minimum:  # also rejects NaN
+    if not (value >= minimum and math.isfinite(value)):  # also rejects NaN and inf
         raise SettingsError(f"{name} must be at least {minimum}, got {raw!r}")
     return value
 
@@ -117,7 +118,8 @@ class Settings:
         """
         if self.allowed_origins:
             return self.allowed_origins
-        own = [f"http://{self.host}:{self.port}", f"https://{self.host}:{self.port}"]
+        host = f"[{self.host}]" if ":" in self.host else self.host  # IPv6 literal (RFC 3986)
+        own = [f"http://{host}:{self.port}", f"https://{host}:{self.port}"]
         if self.host in ("127.0.0.1", "0.0.0.0", "::1", "localhost"):
             own += [f"http://localhost:{self.port}", f"http://127.0.0.1:{self.port}"]
         return tuple(dict.fromkeys(own))
@@ -192,7 +194,7 @@ SETTINGS_HELP: dict[str, str] = {
 
 
 def _flag_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(add_help=False)
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False, exit_on_error=False)
     for name in _PARSERS:
         parser.add_argument("--" + name.replace("_", "-"), dest=name, default=None)
     return parser
@@ -221,7 +223,10 @@ def load_settings(
         if name.upper() in env:
             raw[name] = env[name.upper()]
     if argv:
-        flags, unknown = _flag_parser().parse_known_args(list(argv))
+        try:
+            flags, unknown = _flag_parser().parse_known_args(list(argv))
+        except argparse.ArgumentError as exc:
+            raise SettingsError(f"bad option: {exc}") from None
         if unknown:
             raise SettingsError(f"unknown option(s): {' '.join(unknown)}")
         for name, value in vars(flags).items():
@@ -256,7 +261,12 @@ def load_settings(
 def _demo_secret(data_dir: str) -> str:
     path = Path(data_dir) / "secret_key"
     if path.exists():
-        return path.read_text().strip()
+        value = path.read_text().strip()
+        if len(value) < 16:
+            raise SettingsError(
+                f"{path} holds no usable SECRET_KEY (empty or too short): remove it"
+            )
+        return value
     path.parent.mkdir(parents=True, exist_ok=True)
     value = secrets.token_urlsafe(32)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

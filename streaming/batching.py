@@ -88,11 +88,12 @@ class Batcher:
             return []
         self.absorbed += pending.count
         self.batches += 1
-        data: dict[str, Any] = {
-            "positions": [pending.positions[s] for s in sorted(pending.positions)],
-            "orders": [],
-            "account": pending.account,
-        }
+        # Only the non-empty parts: a batch never carries orders (they are never held).
+        data: dict[str, Any] = {}
+        if pending.positions:
+            data["positions"] = [pending.positions[s] for s in sorted(pending.positions)]
+        if pending.account is not None:
+            data["account"] = pending.account
         return [(user_id, EventType.BATCH.value, data, pending.first_at)]
 
     def drain(self) -> list[Outgoing]:

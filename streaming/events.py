@@ -15,6 +15,7 @@ internal hook against the schemas below and raises :class:`EventValidationError`
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -202,9 +203,14 @@ SCHEMAS: dict[str, dict[str, _Kind]] = {
 }
 
 
+#: Plain decimal notation only ("-12.50", "0.5", ".5"): no exponent, underscore or bare dot, so
+#: every client's parser (the SPA's included) reads the value exactly as the server does.
+_PLAIN_DECIMAL = re.compile(r"^[+-]?(\d+(\.\d+)?|\.\d+)$")
+
+
 def _check(field: str, kind: _Kind, value: Any) -> Any:
     if isinstance(kind, tuple):
-        if value not in kind[1]:
+        if not isinstance(value, str) or value not in kind[1]:
             allowed = ", ".join(sorted(kind[1]))
             raise EventValidationError(field, f"must be one of {allowed}, got {value!r}")
         return value
@@ -219,6 +225,10 @@ def _check(field: str, kind: _Kind, value: Any) -> Any:
             raise EventValidationError(field, f"is not a ticker symbol: {value!r}")
         return value.upper()
     if kind == "decimal":
+        if not _PLAIN_DECIMAL.match(value):
+            if value.lower().lstrip("+-").startswith(("nan", "snan", "inf")):
+                raise EventValidationError(field, f"must be finite, got {value!r}")
+            raise EventValidationError(field, f"must be a decimal string, got {value!r}")
         try:
             number = Decimal(value)
         except InvalidOperation:

@@ -113,14 +113,19 @@ class Hub:
             The number of connections the event was sent to.
         """
         sent = 0
-        encoded: dict[int, str] = {}
+        # Keyed by id(); the dict object is kept alive next to its text so an id is never
+        # reused by another connection's freshly filtered batch within this loop.
+        encoded: dict[int, tuple[object, str]] = {}
         for client in self._by_user.get(pub.user_id, ()):
             data = filter_data(client.subscription, pub.type, pub.data)
             if data is None:
                 continue
-            text = encoded.get(id(data))
-            if text is None:
-                text = encoded[id(data)] = encode(pub.message(data))
+            cached = encoded.get(id(data))
+            if cached is None:
+                text = encode(pub.message(data))
+                encoded[id(data)] = (data, text)
+            else:
+                text = cached[1]
             if client.send(text):
                 sent += 1
         self.delivered += sent

@@ -138,8 +138,9 @@ class StreamManager:
         self.flush()
         await self.wait_idle()
         self.hub.close_all(CloseCode.GOING_AWAY, "Server shutting down")
-        deadline = self._clock() + grace_s
-        while self.hub.count() and self._clock() < deadline:
+        for _ in range(max(1, int(grace_s / 0.02))):  # real time, whatever the injected clock
+            if not self.hub.count():
+                break
             await asyncio.sleep(0.02)
 
     async def wait_idle(self) -> None:
@@ -293,8 +294,9 @@ class StreamManager:
         await self.control(client, EventType.SNAPSHOT, _filter_snapshot(sub, full), seq)
         stale = self.current_status is not None and self.current_status["stale"]
         if stale and full.get("account") is not None:
-            # A trader arriving while the broker feed is stale learns it at once.
-            await self.control(client, EventType.STATUS, self.current_status or {}, seq)
+            # A trader arriving while the broker feed is stale learns it at once, as a stream
+            # event (seq after the snapshot's), so clients that drop seq <= lastSeq keep it.
+            self.emit(client.user_id, EventType.STATUS, dict(self.current_status or {}))
 
     @staticmethod
     def _sub_data(sub: Subscription, recovered: bool) -> dict[str, Any]:

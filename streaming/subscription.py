@@ -2,8 +2,10 @@
 
 A connection receives a stream event only if it subscribed to the event's channel and, for the
 symbol-bearing channels (positions, orders, trades), the symbol is in its filter (or it has none).
-``account`` is never filtered by symbol; ``status`` always passes. A ``batch`` is cut down to the
-parts the connection may see; a batch with nothing left is not sent.
+``account`` is never filtered by symbol; ``status`` always passes. A ``batch`` carries only its
+non-empty parts and is cut down to the parts the connection may see; a batch with nothing left is
+not sent. When nothing is cut the original ``data`` object is returned, so the hub can encode it
+once for every connection that shares it.
 """
 
 from __future__ import annotations
@@ -44,6 +46,9 @@ def filter_data(sub: Subscription, type_: str, data: Mapping[str, Any]) -> Mappi
     if type_ == EventType.STATUS:
         return data
     if type_ == EventType.BATCH:
+        every = {Channel.POSITIONS, Channel.ORDERS, Channel.ACCOUNT} <= sub.channels
+        if every and sub.symbols is None and data and all(data.values()):
+            return data  # nothing to cut: every such connection shares one encoded frame
         out: dict[str, Any] = {}
         if Channel.POSITIONS in sub.channels:
             positions = [p for p in data.get("positions") or [] if sub.wants_symbol(p["symbol"])]

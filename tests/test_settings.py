@@ -192,11 +192,6 @@ def test_unknown_flag(tmp_path):
         load_settings(environ=env(tmp_path, SECRET_KEY=KEY), argv=["--nope", "extra"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: argparse errors (a flag without its value, an ambiguous prefix) call "
-    "sys.exit(2) instead of raising SettingsError",
-)
 @pytest.mark.parametrize("argv", [["--port"], ["--alpaca", "x"]], ids=["no-value", "ambiguous"])
 def test_malformed_flags_raise_settings_error(tmp_path, argv):
     with pytest.raises(SettingsError):
@@ -333,11 +328,6 @@ def test_origins_explicit_list_replaces_default():
     assert s.origins() == ("https://app.example",)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an IPv6 host is not bracketed, so the default origin is 'http://::1:8888' "
-    "while browsers send 'http://[::1]:8888'",
-)
 def test_origins_default_for_ipv6_loopback():
     assert "http://[::1]:8888" in Settings(host="::1").origins()
 

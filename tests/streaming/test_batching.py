@@ -43,7 +43,7 @@ def test_latest_per_symbol_wins_and_positions_sorted():
         (
             "1",
             "batch",
-            {"positions": [pos("AAPL", "1"), pos("MSFT", "0")], "orders": [], "account": None},
+            {"positions": [pos("AAPL", "1"), pos("MSFT", "0")]},
             1.0,
         )
     ]
@@ -53,18 +53,14 @@ def test_account_latest_wins():
     b = Batcher(250)
     b.add("1", "account_update", acct("1.00"), at=5.0)
     b.add("1", "account_update", acct("2.00"), at=6.0)
-    assert b.drain() == [
-        ("1", "batch", {"positions": [], "orders": [], "account": acct("2.00")}, 5.0)
-    ]
+    assert b.drain() == [("1", "batch", {"account": acct("2.00")}, 5.0)]
 
 
 def test_positions_and_account_in_one_batch():
     b = Batcher(250)
     b.add("1", "account_update", acct("1.00"), at=2.0)
     b.add("1", "position_update", pos("AAPL"), at=3.0)
-    assert b.drain() == [
-        ("1", "batch", {"positions": [pos("AAPL")], "orders": [], "account": acct("1.00")}, 2.0)
-    ]
+    assert b.drain() == [("1", "batch", {"positions": [pos("AAPL")], "account": acct("1.00")}, 2.0)]
 
 
 def test_emitted_at_is_the_first_held_update():
@@ -98,7 +94,7 @@ def test_order_update_flushes_pending_batch_first():
     b.add("1", "account_update", acct("3.00"), at=1.5)
     out = b.add("1", "order_update", order("o1"), at=2.0)
     assert out == [
-        ("1", "batch", {"positions": [pos("AAPL")], "orders": [], "account": acct("3.00")}, 1.0),
+        ("1", "batch", {"positions": [pos("AAPL")], "account": acct("3.00")}, 1.0),
         ("1", "order_update", order("o1"), 2.0),
     ]
     assert b.pending_users() == 0
@@ -182,8 +178,8 @@ def test_drain_across_users_and_isolation():
     b.add("1", "account_update", acct("9.00"), at=4.0)
     out = b.drain()
     assert sorted(out) == [
-        ("1", "batch", {"positions": [], "orders": [], "account": acct("9.00")}, 4.0),
-        ("2", "batch", {"positions": [pos("MSFT")], "orders": [], "account": acct("5.00")}, 2.0),
+        ("1", "batch", {"account": acct("9.00")}, 4.0),
+        ("2", "batch", {"positions": [pos("MSFT")], "account": acct("5.00")}, 2.0),
     ]
     assert b.pending_users() == 0
     assert b.drain() == []

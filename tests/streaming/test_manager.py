@@ -811,18 +811,13 @@ def test_late_subscriber_told_feed_is_stale_after_snapshot():
         client = FakeClient()
         manager.connect(client)
         await manager.handle(client, sub_msg(frozenset({Channel.ORDERS})))
+        await manager.wait_idle()
         assert client.types() == ["subscribed", "snapshot", "status"]
         assert client.messages[2]["data"] == STALE
 
     run(main)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the late-subscriber status is sent as a control message with the snapshot's "
-    "seq; status is a stream type, so the SPA (PortfolioStream.handleMessage) drops it as "
-    "already seen (seq <= lastSeq)",
-)
 def test_late_subscriber_status_has_a_seq_after_the_snapshot():
     """Protocol: a snapshot with seq N is the state after event N; the next event is N+1."""
 
