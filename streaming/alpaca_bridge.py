@@ -338,18 +338,30 @@ class AlpacaBridge:
         orders = client.get_orders(GetOrdersRequest(status=QueryOrderStatus.OPEN, limit=500))
         return acct, positions, orders
 
-    async def sync_account(self, account: BridgeAccount) -> bool:
-        """Fetch one trader's account, positions and open orders and reconcile; False on error."""
+    async def sync_account(self, account: BridgeAccount, attempts: int = 3) -> bool:
+        """Fetch one trader's account, positions and open orders and reconcile; False on error.
+
+        A sync whose REST calls overlapped a fill is discarded by the service (it could roll the
+        fill back) and retried up to ``attempts`` times, 0.5 s apart.
+        """
         loop = asyncio.get_running_loop()
-        try:
-            acct, positions, orders = await loop.run_in_executor(None, self._fetch, account)
-        except Exception as exc:
-            self.sync_errors += 1
-            log.warning("REST sync for trader %s failed: %s", account.user_id, exc)
-            return False
-        self.service.on_sync(account.user_id, acct, positions, orders)
-        self.syncs += 1
-        return True
+        for attempt in range(attempts):
+            before = self.service.fill_count(account.user_id)
+            try:
+                acct, positions, orders = await loop.run_in_executor(None, self._fetch, account)
+            except Exception as exc:
+                self.sync_errors += 1
+                log.warning("REST sync for trader %s failed: %s", account.user_id, exc)
+                return False
+            if self.service.on_sync(account.user_id, acct, positions, orders, fills_before=before):
+                self.syncs += 1
+                return True
+            if attempt + 1 < attempts:
+                await asyncio.sleep(0.5)
+        log.info(
+            "REST sync for trader %s raced fills %d times; next interval", account.user_id, attempts
+        )
+        return False
 
     async def sync_all(self) -> None:
         """Reconcile every linked trader, concurrently."""

@@ -572,6 +572,11 @@ class PortfolioState:
         signed = ex.qty if order.side == "buy" else -ex.qty
         old = self._positions.get(order.symbol)
         old_qty = _ZERO if old is None else old.qty
+        if ex.position_qty is not None and ex.position_qty == old_qty:
+            # An execution always changes the position, so if we already hold what the broker
+            # says the position is *after* it, a REST sync taken after the fill has counted it:
+            # record the execution, but do not move the position or the cash a second time.
+            return self._record_reflected(order, ex, old)
         new_qty = old_qty + signed
 
         # What the arithmetic says: (avg entry, openedAt) of the position after the execution.
@@ -646,6 +651,28 @@ class PortfolioState:
                 updated_at=ex.timestamp,
             )
             changes.append(("account_update", self._account_wire(self._account)))
+        return changes
+
+    def _record_reflected(
+        self, order: _Order, ex: _Execution, old: _Position | None
+    ) -> list[Change]:
+        trade = {
+            "executionId": ex.execution_id,
+            "orderId": order.wire["orderId"],
+            "brokerOrderId": order.broker_id,
+            "symbol": order.symbol,
+            "side": order.side,
+            "qty": fmt_qty(ex.qty),
+            "price": fmt_price(ex.price),
+            "positionQty": fmt_qty(ex.position_qty if ex.position_qty is not None else _ZERO),
+            "partial": ex.partial,
+            "timestamp": format_timestamp(ex.timestamp),
+        }
+        self._trades.append(trade)
+        self._remember_execution(ex.execution_id)
+        changes: list[Change] = [("trade_executed", dict(trade))]
+        if old is not None:
+            changes.append(("position_update", old.wire()))
         return changes
 
     def _remember_execution(self, execution_id: str) -> None:

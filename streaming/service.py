@@ -50,6 +50,7 @@ class PortfolioService:
         self.last_message_at = clock()
         self.stale = False
         self.rejected_updates = 0
+        self._fills: dict[str, int] = {}
 
     # -- accounts -----------------------------------------------------------------------------
     def add_account(self, user_id: str) -> PortfolioState:
@@ -94,8 +95,14 @@ class PortfolioService:
             self.rejected_updates += 1
             log.warning("rejected trade update for trader %s: %s", user_id, exc)
             return
+        if any(type_ == "trade_executed" for type_, _ in changes):
+            self._fills[user_id] = self._fills.get(user_id, 0) + 1
         self._emit(user_id, changes, at)
         self._check_symbols()
+
+    def fill_count(self, user_id: str) -> int:
+        """Return how many executions trader ``user_id`` has had (to detect sync races)."""
+        return self._fills.get(user_id, 0)
 
     def on_price(
         self, symbol: str, price: Decimal | str | float, at: datetime | None = None
@@ -116,18 +123,37 @@ class PortfolioService:
         account: Mapping[str, Any] | None,
         positions: Sequence[Mapping[str, Any]],
         orders: Sequence[Mapping[str, Any]] | None,
-    ) -> None:
-        """Reconcile trader ``user_id`` with the broker's REST view (start and every 60 s)."""
+        *,
+        fills_before: int | None = None,
+    ) -> bool:
+        """Reconcile trader ``user_id`` with the broker's REST view (start and every 60 s).
+
+        Args:
+            user_id: the trader.
+            account: Alpaca ``GET /v2/account`` JSON.
+            positions: Alpaca ``GET /v2/positions`` JSON.
+            orders: Alpaca ``GET /v2/orders?status=open`` JSON.
+            fills_before: :meth:`fill_count` taken before the REST calls started. If a fill
+                arrived while they were in flight, the REST view may predate it, and applying
+                it would roll the fill back; the sync is then skipped (the caller retries).
+
+        Returns:
+            False when the sync was skipped because of such a race, else True.
+        """
+        if fills_before is not None and fills_before != self.fill_count(user_id):
+            log.debug("sync for trader %s skipped: a fill arrived during the REST calls", user_id)
+            return False
         state = self.add_account(user_id)
         try:
             changes = state.sync(account, positions, orders)
         except ValueError as exc:
             log.warning("rejected REST sync for trader %s: %s", user_id, exc)
-            return
+            return True
         if changes:
             log.info("sync for trader %s corrected %d item(s)", user_id, len(changes))
         self._emit(user_id, changes, self._clock())
         self._check_symbols()
+        return True
 
     def _check_symbols(self) -> None:
         held: set[str] = set()

@@ -1078,3 +1078,27 @@ def test_timestamps(text, wire):
 def test_bad_timestamps(bad):
     with pytest.raises(ValueError, match="^when"):
         parse_timestamp(bad, field="when")
+
+
+def test_fill_already_counted_by_a_rest_sync_is_not_counted_twice():
+    """Race: the REST sync already shows a fill whose stream event arrives after it.
+
+    The broker's position after the fill (position_qty 10) equals what we already hold, so the
+    execution is recorded but neither the position nor the cash moves a second time.
+    """
+    state, _ = synced_state()
+    cash_before = Decimal(state.account()["cash"])
+    rest_cash = str(cash_before - 1000)
+    state.sync({**ACCOUNT, "cash": rest_cash}, [rest_position("AAPL", "10", "100", "100")])
+    assert position(state, "AAPL")["quantity"] == "10"
+    changes = state.apply_trade_update(fill("buy", "10", "100", position_qty="10"))
+    assert [t for t, _ in changes] == ["order_update", "trade_executed", "position_update"]
+    assert data(changes, "trade_executed")["positionQty"] == "10"
+    assert position(state, "AAPL")["quantity"] == "10"
+    assert position(state, "AAPL")["entryPrice"] == "100.00"
+    assert Decimal(state.account()["cash"]) == Decimal(rest_cash)
+    assert len(state.trades()) == 1
+    # the next fill is counted normally
+    state.apply_trade_update(fill("buy", "5", "110", position_qty="15"))
+    assert position(state, "AAPL")["quantity"] == "15"
+    assert Decimal(state.account()["cash"]) == Decimal(rest_cash) - 550
