@@ -41,8 +41,12 @@ from handlers.ws import PortfolioSocket
 from storage.db import Store, UserExistsError, open_store
 from streaming.alpaca_bridge import AlpacaBridge, BridgeAccount, Endpoints
 from streaming.auth import SessionAuth
+from streaming.broker import Broker
+from streaming.leader import RedisLeader, SoleLeader
 from streaming.manager import StreamManager
 from streaming.memory_broker import MemoryBroker
+from streaming.redis_broker import RedisBroker
+from streaming.redis_ingest import RedisIngest
 from streaming.service import PortfolioService
 
 log = logging.getLogger("folio")
@@ -113,6 +117,9 @@ class FolioServer:
         self.manager: StreamManager | None = None
         self.service: PortfolioService | None = None
         self.ctx: Context | None = None
+        self.broker: Broker | None = None
+        self.leader: SoleLeader | RedisLeader = SoleLeader()
+        self.ingest: RedisIngest | None = None
 
     async def start(self) -> int:
         """Open storage, start the simulator (demo), the bridge and the HTTP server.
@@ -126,7 +133,13 @@ class FolioServer:
         if s.port == 0:  # any free port: the default allowed origin must name the real one
             self.settings = s = dataclasses.replace(s, port=self.port)
         self.store = store = await open_store(s.database_url, s.secret_key)
-        broker = MemoryBroker()
+        broker: Broker
+        if s.redis_url:
+            broker = RedisBroker(s.redis_url, prefix=s.redis_prefix)
+            await broker.start()
+        else:
+            broker = MemoryBroker()
+        self.broker = broker
         self.manager = manager = StreamManager(
             broker,
             batch_window_ms=s.batch_window_ms,
@@ -169,7 +182,21 @@ class FolioServer:
             accounts_provider=linked,
         )
         self.ctx.extra_status["bridge"] = {"accounts": len(accounts), "demo": s.demo}
+        if s.redis_url:
+            # Several processes may share this Redis: only the leader publishes broker events.
+            service.shared_fanout = True
+            service.publishing = False
+            self.leader = RedisLeader(s.redis_url, service.set_publishing, prefix=s.redis_prefix)
+
+            async def user_exists(user_id: str) -> bool:
+                return await store.get_user(int(user_id)) is not None
+
+            self.ingest = RedisIngest(s.redis_url, manager.emit, user_exists, prefix=s.redis_prefix)
         await self.bridge.start()
+        await self.leader.start()
+        if self.ingest is not None:
+            await self.ingest.start()
+        self.ctx.extra_status["redis"] = self._redis_status
         log.info(
             "folio-stream listening on http://%s:%d (%s, realtime %s, %d linked account(s))",
             s.host,
@@ -218,6 +245,9 @@ class FolioServer:
         """Graceful stop: flush batches, close sockets with 1001, stop streams and simulator."""
         if self.http is not None:
             self.http.stop()
+        await self.leader.stop()
+        if self.ingest is not None:
+            await self.ingest.stop()
         if self.manager is not None:
             await self.manager.stop()
         if self.bridge is not None:
@@ -229,8 +259,19 @@ class FolioServer:
                 await asyncio.wait_for(self.http.close_all_connections(), 1.0)
             except TimeoutError:
                 pass
+        if self.broker is not None:
+            await self.broker.close()
         if self.store is not None:
             await self.store.close()
+
+    def _redis_status(self) -> dict[str, Any]:
+        broker = self.broker
+        return {
+            "fanout": broker.connected if isinstance(broker, RedisBroker) else None,
+            "leader": self.leader.is_leader,
+            "ingestAccepted": self.ingest.accepted if self.ingest else 0,
+            "ingestRejected": self.ingest.rejected if self.ingest else 0,
+        }
 
 
 async def _serve(settings: Settings) -> int:

@@ -66,6 +66,13 @@ def _parse_url(name: str, raw: str, schemes: tuple[str, ...]) -> str:
     return value.rstrip("/")
 
 
+def _parse_prefix(name: str, raw: str) -> str:
+    value = raw.strip()
+    if not value or not all(c.isalnum() or c in "-_." for c in value):
+        raise SettingsError(f"{name} must be letters, digits, '-', '_' or '.', got {raw!r}")
+    return value
+
+
 def _parse_origins(name: str, raw: str) -> tuple[str, ...]:
     origins = tuple(o.strip().rstrip("/") for o in raw.split(",") if o.strip())
     for origin in origins:
@@ -87,6 +94,7 @@ class Settings:
     secret_key: str = ""
     database_url: str = "sqlite:///var/folio.db"
     redis_url: str = ""
+    redis_prefix: str = "folio"
     alpaca_api_key: str = ""
     alpaca_secret_key: str = field(default="", repr=False)
     alpaca_paper: bool = True
@@ -140,6 +148,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "secret_key": lambda n, v: v,
     "database_url": lambda n, v: _parse_url(n, v, ("sqlite", "postgresql", "postgres")),
     "redis_url": lambda n, v: _parse_url(n, v, ("redis", "rediss", "unix")) if v.strip() else "",
+    "redis_prefix": lambda n, v: _parse_prefix(n, v),
     "alpaca_api_key": lambda n, v: v.strip(),
     "alpaca_secret_key": lambda n, v: v.strip(),
     "alpaca_paper": _parse_bool,
@@ -169,6 +178,7 @@ SETTINGS_HELP: dict[str, str] = {
     "secret_key": "signs session JWTs and encrypts broker keys (required outside demo mode)",
     "database_url": "sqlite:///path or postgresql://user@host/db",
     "redis_url": "redis://host:port/db for fan-out across processes (empty: in-process bus)",
+    "redis_prefix": "prefix of every Redis key and channel (several deployments, one Redis)",
     "alpaca_api_key": "operator key for market data; absent = demo mode with the simulator",
     "alpaca_secret_key": "operator secret for market data",
     "alpaca_paper": "use Alpaca's paper endpoints",

@@ -23,7 +23,7 @@ class StatsHandler(BaseHandler):
             raise ApiError(403, "forbidden", "admin role required")
         stats = self.ctx.manager.stats()
         stats["broker"] = self.ctx.service.status()
-        stats.update(self.ctx.extra_status)
+        stats.update({k: v() if callable(v) else v for k, v in self.ctx.extra_status.items()})
         stats["maxRssMb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         stats["alerts"] = {
             "disconnectRateHigh": stats["disconnectsLastMinute"] > 10,

@@ -32,6 +32,7 @@ class Context:
     auth: SessionAuth
     manager: StreamManager
     service: PortfolioService
+    #: More sections for the admin stats: values, or callables evaluated per request.
     extra_status: dict[str, Any] = field(default_factory=dict)
 
 

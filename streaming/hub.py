@@ -126,6 +126,11 @@ class Hub:
                 encoded[id(data)] = (data, text)
             else:
                 text = cached[1]
+            held = client.subscription.held
+            if held is not None:
+                held.append((pub.seq, text))
+                sent += 1
+                continue
             if client.send(text):
                 sent += 1
         self.delivered += sent

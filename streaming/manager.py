@@ -277,6 +277,21 @@ class StreamManager:
         sub.channels |= set(msg.channels)
         if msg.symbols is not None:
             sub.symbols = msg.symbols
+        # Live events published while we answer (a Redis round trip can take a while) are held
+        # and released afterwards, minus those the snapshot or replay already covers.
+        sub.held = []
+        last = 0
+        try:
+            last = await self._answer_subscribe(client, msg)
+        finally:
+            held, sub.held = sub.held or [], None
+            for seq_held, text in held:
+                if seq_held > last:
+                    client.send(text)
+
+    async def _answer_subscribe(self, client: Client, msg: ClientMessage) -> int:
+        """Send ``subscribed`` then a replay or a snapshot; return the last seq they cover."""
+        sub = client.subscription
         replay: list[Publication] | None = None
         if msg.last_seq is not None and msg.epoch is not None:
             replay = await self.broker.recover(client.user_id, msg.last_seq, msg.epoch)
@@ -285,11 +300,13 @@ class StreamManager:
             client, EventType.SUBSCRIBED, self._sub_data(sub, replay is not None), seq
         )
         if replay is not None:
+            last = msg.last_seq or 0
             for pub in replay:
+                last = max(last, pub.seq)
                 data = filter_data(sub, pub.type, pub.data)
                 if data is not None:
                     client.send(encode(pub.message(data)))
-            return
+            return last
         full = self._source.snapshot(client.user_id)
         await self.control(client, EventType.SNAPSHOT, _filter_snapshot(sub, full), seq)
         stale = self.current_status is not None and self.current_status["stale"]
@@ -297,6 +314,7 @@ class StreamManager:
             # A trader arriving while the broker feed is stale learns it at once, as a stream
             # event (seq after the snapshot's), so clients that drop seq <= lastSeq keep it.
             self.emit(client.user_id, EventType.STATUS, dict(self.current_status or {}))
+        return seq
 
     @staticmethod
     def _sub_data(sub: Subscription, recovered: bool) -> dict[str, Any]:
@@ -310,20 +328,17 @@ class StreamManager:
     def broadcast_status(
         self, code: str, message: str, *, stale: bool, users: Iterable[str] | None = None
     ) -> None:
-        """Publish a ``status`` event to every connected user (or only those in ``users``).
+        """Publish a ``status`` event to these users (default: every user connected here).
 
         Args:
             code: ``broker_stale``, ``broker_ok`` or ``broker_down``.
             message: human-readable explanation.
             stale: whether data may be stale from now on.
-            users: restrict to these userIds (e.g. the traders with a broker account).
+            users: the userIds to tell (e.g. the traders with a broker account).
         """
         data = {"code": code, "message": message, "stale": stale}
         self.current_status = data
-        targets = self.hub.users()
-        if users is not None:
-            wanted = set(users)
-            targets = [u for u in targets if u in wanted]
+        targets = self.hub.users() if users is None else list(users)
         for user_id in targets:
             self.emit(user_id, EventType.STATUS, data)
 

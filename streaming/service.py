@@ -51,6 +51,12 @@ class PortfolioService:
         self.stale = False
         self.rejected_updates = 0
         self._fills: dict[str, int] = {}
+        #: Only the leader process publishes broker events (see :mod:`streaming.leader`); the
+        #: others keep their state current for snapshots and REST but stay silent.
+        self.publishing = True
+        #: True when other processes serve connections too (Redis): status events then go to
+        #: every trader, not only to those connected to this process.
+        self.shared_fanout = False
 
     # -- accounts -----------------------------------------------------------------------------
     def add_account(self, user_id: str) -> PortfolioState:
@@ -68,8 +74,29 @@ class PortfolioService:
     def _emit(
         self, user_id: str, changes: Sequence[tuple[str, Mapping[str, Any]]], at: float
     ) -> None:
+        if not self.publishing:
+            return
         for type_, data in changes:
             self.manager.emit(user_id, type_, data, at)
+
+    def set_publishing(self, publishing: bool) -> None:
+        """Start or stop publishing broker events (leadership change).
+
+        On becoming the publisher, every trader's positions and account are announced as
+        complete snapshots, so clients converge on anything missed during the hand-over.
+        """
+        self.publishing = publishing
+        if not publishing:
+            return
+        at = self._clock()
+        for user_id, state in self._states.items():
+            changes: list[tuple[str, Mapping[str, Any]]] = [
+                ("position_update", p) for p in state.positions()
+            ]
+            account = state.account()
+            if account is not None:
+                changes.append(("account_update", account))
+            self._emit(user_id, changes, at)
 
     def _broker_alive(self) -> float:
         now = self._clock()
@@ -77,8 +104,10 @@ class PortfolioService:
         self.manager.metrics.broker_last_message.set(time.time())
         if self.stale:
             self.stale = False
+            if not self.publishing:
+                return now
             self.manager.broadcast_status(
-                "broker_ok", "Live data restored", stale=False, users=self._states
+                "broker_ok", "Live data restored", stale=False, users=self._status_targets()
             )
         return now
 
@@ -164,13 +193,22 @@ class PortfolioService:
             if self.symbols_listener is not None:
                 self.symbols_listener(set(held))
 
+    def _status_targets(self) -> list[str]:
+        """Traders to tell about the broker feed: all of them, or those connected here."""
+        if self.shared_fanout:
+            return list(self._states)
+        connected = set(self.manager.hub.users())
+        return [u for u in self._states if u in connected]
+
     def symbols(self) -> set[str]:
         """Return every symbol some trader holds (market data is watched for these)."""
         return set(self._symbols)
 
     def check_staleness(self) -> None:
         """Periodic check: tell connected clients when the broker has gone silent."""
-        if self.stale or not any(u in self._states for u in self.manager.hub.users()):
+        if not self.publishing:
+            return
+        if self.stale or not self._status_targets():
             return
         if self._clock() - self.last_message_at >= self.stale_after_s:
             self.stale = True
@@ -180,7 +218,7 @@ class PortfolioService:
                 "broker_stale",
                 f"No broker data for {silent} s; prices may be stale",
                 stale=True,
-                users=self._states,
+                users=self._status_targets(),
             )
 
     # -- reads ----------------------------------------------------------------------------------

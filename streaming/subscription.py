@@ -25,6 +25,9 @@ class Subscription:
 
     channels: set[Channel] = field(default_factory=set)
     symbols: frozenset[str] | None = None
+    #: While a subscribe is answered (snapshot or replay), live frames wait here as
+    #: ``(seq, text)`` so they cannot overtake it; None the rest of the time.
+    held: list[tuple[int, str]] | None = None
 
     def wants_symbol(self, symbol: str) -> bool:
         """True when ``symbol`` passes this connection's symbol filter."""

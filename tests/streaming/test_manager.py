@@ -799,7 +799,8 @@ def test_broadcast_status_only_to_listed_users():
         assert a.messages == []
         assert [(m["type"], m["seq"], m["data"]) for m in b.messages] == [("status", 1, STALE)]
         assert manager.current_status == STALE
-        assert await broker.position("9") == (0, EPOCH)  # not connected: nothing published
+        # listed but not connected here: published all the same (another process may serve it)
+        assert await broker.position("9") == (1, EPOCH)
 
     run(main)
 

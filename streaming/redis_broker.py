@@ -1,0 +1,193 @@
+"""Redis broker engine: per-user streams shared by every server process (``REDIS_URL``).
+
+Keys per user ``u`` (hash-tagged ``{u}`` so one user's keys share a Redis Cluster slot):
+
+- ``<prefix>:{u}:seq`` — the last sequence number (``INCR``);
+- ``<prefix>:{u}:epoch`` — the stream epoch, created on first publish;
+- ``<prefix>:{u}:hist`` — a Redis Stream holding the last ``history_size`` publications, entry id
+  ``<seq>-0`` (``XADD … MAXLEN ~``), read back by :meth:`RedisBroker.recover` with ``XRANGE``;
+- channel ``<prefix>:pub:<u>`` — every publication, fanned out by ``PUBLISH``.
+
+One Lua script numbers, stores and publishes (Redis runs scripts atomically), which is the
+broker contract of :mod:`streaming.broker`: subscribers see a user's publications in ``seq``
+order, and history and live fan-out agree. If Redis loses the keys (restart without
+persistence, eviction), the epoch key goes with them: the next publish creates a new epoch and
+restarts ``seq`` at 1, so clients holding the old epoch take a snapshot instead of silently
+skipping events.
+
+Every process pattern-subscribes to ``<prefix>:pub:*`` and hands each publication to its hub,
+which delivers to that process's own connections of that user (none, usually). The cost is one
+message per event per process. While the subscription is down (Redis restart) live delivery
+pauses; the reader reconnects with backoff, and clients see the ``seq`` gap and refetch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import redis.asyncio as aioredis
+import ujson
+
+from streaming.broker import Broker, Publication, PublicationHandler
+from streaming.events import utc_now_iso
+
+__all__ = ["RedisBroker"]
+
+log = logging.getLogger(__name__)
+
+# KEYS: seq, epoch, hist. ARGV: payload, candidate epoch, history size, channel.
+_PUBLISH_LUA = """
+local epoch = redis.call('GET', KEYS[2])
+if not epoch then
+  epoch = ARGV[2]
+  redis.call('SET', KEYS[2], epoch)
+  redis.call('DEL', KEYS[1], KEYS[3])
+end
+local seq = redis.call('INCR', KEYS[1])
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], seq .. '-0', 'p', ARGV[1])
+redis.call('PUBLISH', ARGV[4], seq .. '|' .. epoch .. '|' .. ARGV[1])
+return {seq, epoch}
+"""
+
+
+class RedisBroker(Broker):
+    """Broker whose streams live in Redis, shared by every process using the same ``prefix``.
+
+    Args:
+        url: ``redis://host:port/db``.
+        prefix: key and channel prefix (several deployments can share one Redis).
+        history_size: publications kept per user for recovery (approximate, ``MAXLEN ~``).
+    """
+
+    def __init__(self, url: str, *, prefix: str = "folio", history_size: int = 1000) -> None:
+        self.url = url
+        self.prefix = prefix
+        self.history_size = history_size
+        self._redis: Any = None
+        self._script: Any = None
+        self._handler: PublicationHandler | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._subscribed = asyncio.Event()
+        self.connected = False
+
+    def _keys(self, user_id: str) -> list[str]:
+        base = f"{self.prefix}:{{{user_id}}}"
+        return [f"{base}:seq", f"{base}:epoch", f"{base}:hist"]
+
+    def set_handler(self, handler: PublicationHandler) -> None:
+        """Set the function called with every publication of every process."""
+        self._handler = handler
+
+    async def start(self) -> None:
+        """Connect, load the script and start the fan-out reader.
+
+        Raises:
+            redis.exceptions.ConnectionError: Redis does not answer.
+        """
+        self._redis = aioredis.from_url(self.url, decode_responses=True)
+        await self._redis.ping()
+        self._script = self._redis.register_script(_PUBLISH_LUA)
+        self._reader = asyncio.ensure_future(self._read_forever())
+        await asyncio.wait_for(self._subscribed.wait(), 5.0)
+
+    async def close(self) -> None:
+        """Stop the reader and close the connections."""
+        if self._reader is not None:
+            self._reader.cancel()
+            try:
+                await self._reader
+            except (asyncio.CancelledError, Exception):
+                pass
+        if self._redis is not None:
+            await self._redis.aclose()
+
+    async def publish(
+        self, user_id: str, type_: str, data: Mapping[str, Any], *, emitted_at: float = 0.0
+    ) -> Publication:
+        """Number, store and fan out one event atomically (one Lua script call)."""
+        timestamp = utc_now_iso()
+        # Monotonic clocks do not cross processes: carry the wall-clock emission time.
+        emitted_wall = time.time() - (time.monotonic() - emitted_at) if emitted_at else 0.0
+        payload = ujson.dumps(
+            {"u": user_id, "type": type_, "data": data, "ts": timestamp, "at": emitted_wall},
+            ensure_ascii=False,
+            escape_forward_slashes=False,
+        )
+        seq, epoch = await self._script(
+            keys=self._keys(user_id),
+            args=[
+                payload,
+                secrets.token_urlsafe(6),
+                self.history_size,
+                f"{self.prefix}:pub:{user_id}",
+            ],
+        )
+        return Publication(user_id, int(seq), epoch, type_, data, timestamp, emitted_at)
+
+    def _decode(self, seq: int, epoch: str, payload: str) -> Publication:
+        body = ujson.loads(payload)
+        at = float(body.get("at") or 0.0)
+        emitted = time.monotonic() - max(0.0, time.time() - at) if at else 0.0
+        return Publication(body["u"], seq, epoch, body["type"], body["data"], body["ts"], emitted)
+
+    async def _read_forever(self) -> None:
+        delay = 0.5
+        while True:
+            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.psubscribe(f"{self.prefix}:pub:*")
+                self.connected = True
+                self._subscribed.set()
+                delay = 0.5
+                async for message in pubsub.listen():
+                    if message.get("type") != "pmessage":
+                        continue
+                    seq, epoch, payload = message["data"].split("|", 2)
+                    try:
+                        pub = self._decode(int(seq), epoch, payload)
+                    except (ValueError, KeyError):
+                        log.warning("undecodable publication on %s dropped", message["channel"])
+                        continue
+                    if self._handler is not None:
+                        self._handler(pub)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.connected = False
+                log.warning("Redis fan-out interrupted (%s); reconnecting in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+            finally:
+                try:
+                    await pubsub.aclose()
+                except Exception:
+                    pass
+
+    async def position(self, user_id: str) -> tuple[int, str]:
+        """Return ``(last seq, epoch)``; a user who never had an event gets one created."""
+        seq_key, epoch_key, _ = self._keys(user_id)
+        seq, epoch = await self._redis.mget(seq_key, epoch_key)
+        if epoch is None:
+            await self._redis.set(epoch_key, secrets.token_urlsafe(6), nx=True)
+            seq, epoch = await self._redis.mget(seq_key, epoch_key)
+        return int(seq or 0), epoch
+
+    async def recover(self, user_id: str, since_seq: int, epoch: str) -> list[Publication] | None:
+        """Return the publications after ``since_seq`` from the Redis Stream, or None."""
+        current, current_epoch = await self.position(user_id)
+        if epoch != current_epoch or since_seq > current:
+            return None
+        if since_seq == current:
+            return []
+        entries = await self._redis.xrange(self._keys(user_id)[2], min=f"{since_seq + 1}-0")
+        if not entries or int(entries[0][0].split("-")[0]) != since_seq + 1:
+            return None  # trimmed: history no longer reaches back far enough
+        out = []
+        for entry_id, fields in entries:
+            out.append(self._decode(int(entry_id.split("-")[0]), current_epoch, fields["p"]))
+        return out

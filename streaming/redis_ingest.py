@@ -1,0 +1,137 @@
+"""Events pushed by other services through Redis (the position manager, the work queue).
+
+Producers append to the Redis Stream ``<prefix>:ingest`` one entry per event, with a field
+``event`` holding the same JSON as the internal hook's body::
+
+    XADD folio:ingest * event '{"userId": "1", "type": "order_update", "data": {...}}'
+
+Every server process reads the stream in the consumer group ``<prefix>-servers`` (created on
+start), so each entry is handled by exactly one process, and acknowledges it once handled. The
+entry is validated exactly like a hook call (:func:`streaming.events.validate_event_data`); a bad
+entry is acknowledged too, and copied with its error to ``<prefix>:ingest:rejected`` (capped at
+1000 entries) so producers can see what went wrong — it never stops the reader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import redis.asyncio as aioredis
+import ujson
+from redis.exceptions import ResponseError
+
+from streaming.events import EventValidationError, validate_event_data
+
+__all__ = ["RedisIngest"]
+
+log = logging.getLogger(__name__)
+
+
+class RedisIngest:
+    """Reads ``<prefix>:ingest`` and emits each valid event.
+
+    Args:
+        url: ``redis://…``.
+        emit: ``emit(user_id, type, data)`` — the stream manager's.
+        user_exists: coroutine function telling whether a userId exists.
+        prefix: key prefix.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        emit: Callable[[str, str, dict[str, Any]], None],
+        user_exists: Callable[[str], Awaitable[bool]],
+        *,
+        prefix: str = "folio",
+    ) -> None:
+        self.url = url
+        self.stream = f"{prefix}:ingest"
+        self.rejected_stream = f"{prefix}:ingest:rejected"
+        self.group = f"{prefix}-servers"
+        self.consumer = f"{socket.gethostname()}:{os.getpid()}"
+        self._emit = emit
+        self._user_exists = user_exists
+        self._redis: Any = None
+        self._task: asyncio.Task[None] | None = None
+        self.accepted = 0
+        self.rejected = 0
+
+    async def start(self) -> None:
+        """Create the consumer group if needed and start reading."""
+        self._redis = aioredis.from_url(self.url, decode_responses=True)
+        try:
+            await self._redis.xgroup_create(self.stream, self.group, id="$", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._task = asyncio.ensure_future(self._read_forever())
+
+    async def stop(self) -> None:
+        """Stop reading and close the connection."""
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+        if self._redis is not None:
+            await self._redis.aclose()
+
+    async def handle(self, fields: dict[str, str]) -> str | None:
+        """Validate and emit one entry; return the error message, or None when accepted."""
+        try:
+            body = ujson.loads(fields.get("event", ""))
+        except ValueError:
+            return "event: not valid JSON"
+        if not isinstance(body, dict):
+            return "event: must be a JSON object"
+        user_id = body.get("userId")
+        if not isinstance(user_id, str) or not user_id.isdigit():
+            return 'userId: must be a user id string such as "1"'
+        type_ = body.get("type")
+        try:
+            data = validate_event_data(
+                type_ if isinstance(type_, str) else repr(type_), body.get("data")
+            )
+        except EventValidationError as exc:
+            return str(exc)
+        if not await self._user_exists(user_id):
+            return f"userId: no user {user_id}"
+        self._emit(user_id, str(type_), data)
+        return None
+
+    async def _read_forever(self) -> None:
+        delay = 0.5
+        while True:
+            try:
+                batches = await self._redis.xreadgroup(
+                    self.group, self.consumer, {self.stream: ">"}, count=100, block=1000
+                )
+                delay = 0.5
+                for _stream, entries in batches or []:
+                    for entry_id, fields in entries:
+                        error = await self.handle(fields)
+                        if error is None:
+                            self.accepted += 1
+                        else:
+                            self.rejected += 1
+                            log.warning("rejected ingest entry %s: %s", entry_id, error)
+                            await self._redis.xadd(
+                                self.rejected_stream,
+                                {"id": entry_id, "error": error, "event": fields.get("event", "")},
+                                maxlen=1000,
+                                approximate=True,
+                            )
+                        await self._redis.xack(self.stream, self.group, entry_id)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("Redis ingest interrupted (%s); retrying in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)

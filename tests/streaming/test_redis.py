@@ -1,0 +1,187 @@
+"""Redis engine, leader lease and ingest against the real Redis server (TEST_REDIS_URL)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import ujson
+
+from streaming.broker import Publication
+from streaming.leader import RedisLeader
+from streaming.redis_broker import RedisBroker
+from streaming.redis_ingest import RedisIngest
+from tests.conftest import require_service
+from tests.handlers.test_ws import ORDER
+
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+@pytest.fixture
+def prefix() -> Iterator[str]:
+    """A fresh key prefix on the real Redis; its keys are deleted afterwards."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
+    try:
+        client.ping()
+    except redis.exceptions.ConnectionError as exc:
+        require_service("Redis", exc)
+    name = "t" + secrets.token_hex(4)
+    yield name
+    keys = list(client.scan_iter(f"{name}:*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(asyncio.wait_for(coro, 30))
+
+
+async def _until(predicate: Any, what: str) -> None:
+    for _ in range(300):
+        if predicate():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_publish_numbers_stores_and_fans_out_to_every_process(prefix: str) -> None:
+    """Two brokers (two processes) see every publication once, in seq order, same epoch."""
+
+    async def main() -> None:
+        a, b = RedisBroker(REDIS_URL, prefix=prefix), RedisBroker(REDIS_URL, prefix=prefix)
+        got_a: list[Publication] = []
+        got_b: list[Publication] = []
+        a.set_handler(got_a.append)
+        b.set_handler(got_b.append)
+        await a.start()
+        await b.start()
+        first = await a.publish("1", "order_update", {"orderId": "x"}, emitted_at=1.0)
+        second = await b.publish("1", "order_update", {"orderId": "y"})
+        other = await a.publish("2", "order_update", {"orderId": "z"})
+        assert (first.seq, second.seq, other.seq) == (1, 2, 1)
+        assert first.epoch == second.epoch
+        await _until(lambda: len(got_a) == 3 and len(got_b) == 3, "fan-out")
+        for got in (got_a, got_b):
+            assert [(p.user_id, p.seq, p.data["orderId"]) for p in got] == [
+                ("1", 1, "x"),
+                ("1", 2, "y"),
+                ("2", 1, "z"),
+            ]
+        assert await a.position("1") == (2, first.epoch)
+        assert (await b.position("3"))[0] == 0
+        await a.close()
+        await b.close()
+
+    run(main())
+
+
+def test_recover_from_history_and_epoch_change_on_data_loss(prefix: str) -> None:
+    """recover() replays from the Redis Stream; lost keys → new epoch, old position refused."""
+    import redis.asyncio as aioredis
+
+    async def main() -> None:
+        broker = RedisBroker(REDIS_URL, prefix=prefix, history_size=1000)
+        await broker.start()
+        pubs = [await broker.publish("1", "order_update", {"n": i}) for i in range(5)]
+        epoch = pubs[0].epoch
+        replay = await broker.recover("1", 2, epoch)
+        assert replay is not None
+        assert [(p.seq, p.data["n"]) for p in replay] == [(3, 2), (4, 3), (5, 4)]
+        assert all(p.epoch == epoch and p.type == "order_update" for p in replay)
+        assert await broker.recover("1", 5, epoch) == []
+        assert await broker.recover("1", 6, epoch) is None
+        assert await broker.recover("1", 2, "other") is None
+        # Redis loses the user's keys: a new epoch, seq restarts, the old position is refused
+        client = aioredis.from_url(REDIS_URL)
+        await client.delete(*broker._keys("1"))
+        await client.aclose()
+        fresh = await broker.publish("1", "order_update", {"n": 99})
+        assert fresh.seq == 1 and fresh.epoch != epoch
+        assert await broker.recover("1", 5, epoch) is None
+        await broker.close()
+
+    run(main())
+
+
+def test_recover_refuses_when_history_was_trimmed(prefix: str) -> None:
+    """Beyond the history size, recovery is refused (snapshot instead), never partial."""
+
+    async def main() -> None:
+        broker = RedisBroker(REDIS_URL, prefix=prefix, history_size=1)
+        await broker.start()
+        client = broker._redis
+        for i in range(300):
+            await broker.publish("1", "order_update", {"n": i})
+        held = await client.xlen(broker._keys("1")[2])
+        assert held < 300  # MAXLEN ~ trimmed it
+        seq, epoch = await broker.position("1")
+        assert await broker.recover("1", 1, epoch) is None
+        tail = await broker.recover("1", seq - 1, epoch)
+        assert tail is not None and [p.seq for p in tail] == [seq]
+        await broker.close()
+
+    run(main())
+
+
+def test_leader_lease_one_holder_and_hand_over(prefix: str) -> None:
+    """Only one process holds the lease; when it steps down the other takes over."""
+
+    async def main() -> None:
+        changes: dict[str, list[bool]] = {"a": [], "b": []}
+        a = RedisLeader(REDIS_URL, changes["a"].append, prefix=prefix, lease_s=5)
+        b = RedisLeader(REDIS_URL, changes["b"].append, prefix=prefix, lease_s=5)
+        await a.start()
+        await b.start()
+        assert (a.is_leader, b.is_leader) == (True, False)
+        await a.tick()  # renewal keeps it
+        await b.tick()
+        assert (a.is_leader, b.is_leader) == (True, False)
+        await a.stop()  # releases the lease
+        await b.tick()
+        assert b.is_leader
+        assert changes == {"a": [True], "b": [True]}
+        await b.stop()
+
+    run(main())
+
+
+def test_ingest_emits_valid_entries_and_reports_bad_ones(prefix: str) -> None:
+    """XADD <prefix>:ingest → emitted once; bad entries land in <prefix>:ingest:rejected."""
+
+    async def main() -> None:
+        emitted: list[tuple[str, str, dict[str, Any]]] = []
+
+        async def user_exists(user_id: str) -> bool:
+            return user_id == "1"
+
+        ingest = RedisIngest(
+            REDIS_URL, lambda u, t, d: emitted.append((u, t, d)), user_exists, prefix=prefix
+        )
+        await ingest.start()
+        client = ingest._redis
+        good = {"userId": "1", "type": "order_update", "data": ORDER}
+        await client.xadd(f"{prefix}:ingest", {"event": ujson.dumps(good)})
+        for bad in (
+            "not json",
+            ujson.dumps({"userId": "1", "type": "order_update", "data": {**ORDER, "side": "x"}}),
+            ujson.dumps({"userId": "7", "type": "order_update", "data": ORDER}),
+        ):
+            await client.xadd(f"{prefix}:ingest", {"event": bad})
+        await _until(lambda: ingest.accepted + ingest.rejected == 4, "ingest")
+        assert [(u, t, d["orderId"]) for u, t, d in emitted] == [("1", "order_update", "c-1")]
+        rejected = await client.xrange(f"{prefix}:ingest:rejected")
+        errors = [fields["error"] for _, fields in rejected]
+        assert errors == ["event: not valid JSON", errors[1], "userId: no user 7"]
+        assert "data.side" in errors[1]
+        pending = await client.xpending(f"{prefix}:ingest", f"{prefix}-servers")
+        assert pending["pending"] == 0  # everything acknowledged
+        await ingest.stop()
+
+    run(main())
