@@ -12,7 +12,8 @@ contract, which every engine keeps:
   Recovery can never silently skip events.
 
 Engines: :class:`streaming.memory_broker.MemoryBroker` (one process only; history lives and dies
-with the process). Redis fan-out across processes plugs in behind the same interface.
+with the process) and :class:`streaming.redis_broker.RedisBroker` (streams shared by every
+process through Redis).
 """
 
 from __future__ import annotations
