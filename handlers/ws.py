@@ -117,10 +117,17 @@ class PortfolioSocket(WebSocketHandler):
         if self._registered:
             self.ctx.manager.seen(self)
 
+    def close(self, code: int | None = None, reason: str | None = None) -> None:
+        """Close with ``code`` (remembered for the disconnect metrics), RFC 6455 §7.1.2."""
+        if code is not None and getattr(self, "_server_close_code", None) is None:
+            self._server_close_code = code
+        super().close(code, reason)
+
     def on_close(self) -> None:
         """Free the connection's slot."""
         if self._registered:
-            self.ctx.manager.disconnect(self, self.close_code)
+            code = getattr(self, "_server_close_code", None) or self.close_code
+            self.ctx.manager.disconnect(self, code)
 
     # -- streaming.hub.Client -------------------------------------------------------------------
     def send(self, text: str) -> bool:
@@ -128,13 +135,14 @@ class PortfolioSocket(WebSocketHandler):
         conn = self.ws_connection
         if conn is None or conn.is_closing():
             return False
-        stream = getattr(conn, "stream", None)
-        buffered = getattr(stream, "_write_buffer_size", 0) if stream is not None else 0
+        buffered = _unsent_bytes(conn)
         if buffered > MAX_BUFFERED_BYTES:
             log.warning(
                 "user %s is not reading (%d bytes buffered): closing", self.user_id, buffered
             )
             self.close(CloseCode.SLOW_CONSUMER, "Too slow: reconnect and take a snapshot")
+            # It will not read our close frame either: free its slot now.
+            self.ctx.manager.disconnect(self, CloseCode.SLOW_CONSUMER)
             return False
         try:
             self.write_message(text)
@@ -148,3 +156,16 @@ class PortfolioSocket(WebSocketHandler):
             super().ping(data)
         except WebSocketClosedError:
             pass
+
+
+def _unsent_bytes(conn: object) -> int:
+    """Bytes written to the connection's IOStream but not yet handed to the kernel.
+
+    Tornado keeps no public counter; ``IOStream`` tracks the total bytes queued and the total
+    written, whose difference is what waits in its buffer (tornado 6.x internals, checked by
+    the back-pressure test).
+    """
+    stream = getattr(conn, "stream", None)
+    queued = getattr(stream, "_total_write_index", 0)
+    done = getattr(stream, "_total_write_done_index", 0)
+    return int(queued - done)

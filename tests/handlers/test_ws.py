@@ -435,3 +435,55 @@ async def test_expired_session_closes_open_socket_4001(make_server: Any) -> None
     assert await recv(conn, 5) is None
     assert (conn.close_code, conn.close_reason) == (4001, "Session expired")
     assert folio.server.manager.hub.count() == 0
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_client_that_stops_reading_is_closed_4002(folio: Running, monkeypatch: Any) -> None:
+    """Back-pressure: when frames pile up unread past the limit, the connection is closed (4002)."""
+    import socket
+
+    import handlers.ws
+
+    monkeypatch.setattr(handlers.ws, "MAX_BUFFERED_BYTES", 64 * 1024)
+    cookie = await folio.login()
+    # A client that subscribes and then never reads, with a tiny receive buffer.
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", folio.port))
+    reader, writer = await asyncio.open_connection(sock=sock)
+    writer.write(
+        (
+            "GET /ws/portfolio HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            f"Sec-WebSocket-Version: 13\r\nCookie: session={cookie}\r\n\r\n"
+        ).encode()
+    )
+    assert b"101" in await reader.readline()
+    payload = b'{"type":"subscribe","channels":["orders"]}'
+    mask = b"\x01\x02\x03\x04"
+    writer.write(
+        bytes([0x81, 0x80 | len(payload)])
+        + mask
+        + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    )
+    await writer.drain()
+    manager = folio.server.manager
+    (client,) = [c for c in manager.hub.all()]
+    for _ in range(200):
+        if client.subscription.channels:
+            break
+        await asyncio.sleep(0.01)
+    user = await folio.user_id("alice")
+    big = {**ORDER, "status": "x" * 4000}
+    for i in range(5000):
+        manager.emit(user, "order_update", {**big, "orderId": f"o-{i}"})
+        if i % 100 == 0:
+            await manager.wait_idle()
+            await asyncio.sleep(0)
+        if not manager.hub.count():
+            break
+    await manager.wait_idle()
+    assert manager.hub.count() == 0
+    assert manager.metrics.disconnects.labels(code="4002")._value.get() == 1
+    writer.close()
