@@ -251,3 +251,30 @@ async def test_trader_linked_while_running_gets_a_stream(make_server: Any) -> No
     sim.submit_order("DEMO-CAROL", symbol="IBM", qty=Decimal("2"), side="buy")
     msgs = await _collect(conn, lambda m: "filled" in _orders(m))
     assert all(m["userId"] == carol.user_id for m in msgs)
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_market_data_follows_positions_open_and_close(folio: Running) -> None:
+    """A symbol is watched while held and unsubscribed (from another thread) once closed."""
+    sim = folio.server.simulator
+    conn = await folio.connect(await folio.login("alice"))
+    await subscribe(conn, ["positions"])
+    await _submit(folio, "AMZN", 2, "buy")
+    await _until_watching(folio, "AMZN")
+    assert folio.server.bridge.data_symbols == {"AMZN"}
+    await _submit(folio, "AMZN", 2, "sell")
+    msgs = await _collect(
+        conn,
+        lambda m: any(x["type"] == "position_update" and x["data"]["quantity"] == "0" for x in m),
+    )
+    assert msgs[-1]["data"]["symbol"] == "AMZN"
+    for _ in range(int(wait(200))):
+        subs = sim.data_subscriptions()
+        if subs and all("AMZN" not in s.get("trades", set()) for s in subs):
+            break
+        await asyncio.sleep(0.05)
+    assert all("AMZN" not in s.get("trades", set()) for s in sim.data_subscriptions())
+    assert folio.server.bridge.data_symbols == set()
+    # and a new position is watched again on the same running stream
+    await _submit(folio, "MSFT", 1, "buy")
+    await _until_watching(folio, "MSFT")
