@@ -52,6 +52,7 @@ from streaming.service import PortfolioService
 log = logging.getLogger("folio")
 
 STATIC_DIR = Path(__file__).with_name("static")
+MAX_BODY_BYTES = 1024 * 1024
 DEMO_TRADERS = (("alice", "demo"), ("bob", "demo"))
 DEMO_DATA_KEY = ("DEMO-MARKET-DATA", "demo-market-data-secret")
 
@@ -168,7 +169,10 @@ class FolioServer:
         accounts = await linked()
         for account in accounts:
             service.add_account(account.user_id)
-        self.http = HTTPServer(make_app(self.ctx, self.static_dir), xheaders=True)
+        # JSON bodies here are small: refuse anything over 1 MiB before reading it.
+        self.http = HTTPServer(
+            make_app(self.ctx, self.static_dir), xheaders=True, max_body_size=MAX_BODY_BYTES
+        )
         self.http.add_sockets(sockets)
         manager.start()
         self.bridge = AlpacaBridge(
