@@ -625,20 +625,7 @@ class PortfolioState:
         else:
             self._positions[order.symbol] = position
 
-        trade = {
-            "executionId": ex.execution_id,
-            "orderId": order.wire["orderId"],
-            "brokerOrderId": order.broker_id,
-            "symbol": order.symbol,
-            "side": order.side,
-            "qty": fmt_qty(ex.qty),
-            "price": fmt_price(ex.price),
-            "positionQty": fmt_qty(final_qty),
-            "partial": ex.partial,
-            "timestamp": format_timestamp(ex.timestamp),
-        }
-        self._trades.append(trade)
-        self._remember_execution(ex.execution_id)
+        trade = self._record_trade(order, ex, final_qty)
 
         changes: list[Change] = [
             ("trade_executed", dict(trade)),
@@ -656,6 +643,14 @@ class PortfolioState:
     def _record_reflected(
         self, order: _Order, ex: _Execution, old: _Position | None
     ) -> list[Change]:
+        trade = self._record_trade(order, ex, old.qty if old is not None else _ZERO)
+        changes: list[Change] = [("trade_executed", dict(trade))]
+        if old is not None:
+            changes.append(("position_update", old.wire()))
+        return changes
+
+    def _record_trade(self, order: _Order, ex: _Execution, position_qty: Decimal) -> dict[str, Any]:
+        """Remember one execution and return its ``TradeExecuted`` wire dict."""
         trade = {
             "executionId": ex.execution_id,
             "orderId": order.wire["orderId"],
@@ -664,16 +659,13 @@ class PortfolioState:
             "side": order.side,
             "qty": fmt_qty(ex.qty),
             "price": fmt_price(ex.price),
-            "positionQty": fmt_qty(ex.position_qty if ex.position_qty is not None else _ZERO),
+            "positionQty": fmt_qty(position_qty),
             "partial": ex.partial,
             "timestamp": format_timestamp(ex.timestamp),
         }
         self._trades.append(trade)
         self._remember_execution(ex.execution_id)
-        changes: list[Change] = [("trade_executed", dict(trade))]
-        if old is not None:
-            changes.append(("position_update", old.wire()))
-        return changes
+        return trade
 
     def _remember_execution(self, execution_id: str) -> None:
         self._seen_executions[execution_id] = None
