@@ -185,3 +185,27 @@ def test_ingest_emits_valid_entries_and_reports_bad_ones(prefix: str) -> None:
         await ingest.stop()
 
     run(main())
+
+
+def test_fan_out_reconnects_after_the_subscription_is_killed(prefix: str) -> None:
+    """Redis drops the pub/sub connection: the reader resubscribes and delivery resumes."""
+
+    async def main() -> None:
+        broker = RedisBroker(REDIS_URL, prefix=prefix)
+        got: list[Publication] = []
+        broker.set_handler(got.append)
+        await broker.start()
+        await broker.publish("1", "order_update", {"n": 1})
+        await _until(lambda: len(got) == 1, "first delivery")
+        clients = await broker._redis.client_list(_type="pubsub")
+        ours = [c["id"] for c in clients if c.get("name") == f"{prefix}-broker"]
+        assert len(ours) == 1
+        await broker._redis.execute_command("CLIENT", "KILL", "ID", ours[0])
+        await _until(lambda: not broker.connected, "the reader noticing")
+        await _until(lambda: broker.connected, "the reader resubscribing")
+        await broker.publish("1", "order_update", {"n": 2})
+        await _until(lambda: len(got) == 2, "delivery after reconnect")
+        assert [p.seq for p in got] == [1, 2]
+        await broker.close()
+
+    run(main())
