@@ -26,6 +26,7 @@ from tornado.websocket import WebSocketClosedError, WebSocketHandler
 from handlers.base import Context
 from streaming.auth import COOKIE_NAME
 from streaming.closecodes import CloseCode
+from streaming.events import EventType
 from streaming.protocol import ProtocolError, parse_client_message
 from streaming.subscription import Subscription
 
@@ -76,15 +77,16 @@ class PortfolioSocket(WebSocketHandler):
         """Enable permessage-deflate (RFC 7692): portfolio JSON compresses well."""
         return {}
 
-    def open(self, *args: str, **kwargs: str) -> None:
+    async def open(self, *args: str, **kwargs: str) -> None:
         """Register with the manager, or refuse a connection over the per-user limit."""
         self.set_nodelay(True)
         manager = self.ctx.manager
         if not manager.connect(self):
             log.info("user %s refused: maximum connections exceeded", self.user_id)
-            self.write_message(
-                '{"type": "error", "data": {"code": "max_connections", '
-                '"message": "Maximum connections exceeded"}}'
+            await manager.control(
+                self,
+                EventType.ERROR,
+                {"code": "max_connections", "message": "Maximum connections exceeded"},
             )
             self.close(CloseCode.POLICY_VIOLATION, "Maximum connections exceeded")
             return

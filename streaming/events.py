@@ -16,13 +16,15 @@ internal hook against the schemas below and raises :class:`EventValidationError`
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any
 
 import ujson
+
+from streaming.money import fmt_money, fmt_percent, fmt_price, fmt_qty
 
 __all__ = [
     "EventType",
@@ -144,17 +146,19 @@ class EventValidationError(ValueError):
         self.message = message
 
 
-# Field kinds: "str" non-empty string; "decimal" decimal string; "ts" ISO 8601 timestamp;
-# ("enum", {...}) one of the values; "bool". A trailing "?" on the name marks it optional.
+# Field kinds: "str" non-empty string; "money" / "price" / "qty" / "percent" decimal strings in
+# plain notation, normalised to the wire formats of docs/protocol.md (2 dp, 2–4 dp, plain, 2 dp);
+# "ts" ISO 8601 timestamp; ("enum", {...}) one of the values; "bool". A trailing "?" on the name
+# marks it optional.
 _Kind = Any
 _POSITION: dict[str, _Kind] = {
     "symbol": "symbol",
-    "quantity": "decimal",
-    "currentPrice": "decimal",
-    "entryPrice": "decimal",
-    "unrealizedPnl": "decimal",
-    "unrealizedPnlPercent": "decimal",
-    "marketValue": "decimal",
+    "quantity": "qty",
+    "currentPrice": "price",
+    "entryPrice": "price",
+    "unrealizedPnl": "money",
+    "unrealizedPnlPercent": "percent",
+    "marketValue": "money",
     "side": ("enum", {"long", "short"}),
     "openedAt": "ts",
     "updatedAt?": "ts",
@@ -167,20 +171,20 @@ _ORDER: dict[str, _Kind] = {
     "side": ("enum", {"buy", "sell"}),
     "type": "str",
     "status": "str",
-    "qty?": "decimal",
-    "filledQty?": "decimal",
-    "filledAvgPrice?": "decimal",
+    "qty?": "qty",
+    "filledQty?": "qty",
+    "filledAvgPrice?": "price",
     "submittedAt": "ts",
     "filledAt?": "ts",
     "updatedAt?": "ts",
 }
 _ACCOUNT: dict[str, _Kind] = {
-    "equity": "decimal",
-    "buyingPower": "decimal",
-    "cash": "decimal",
-    "portfolioValue": "decimal",
-    "dayPnl": "decimal",
-    "dayPnlPercent": "decimal",
+    "equity": "money",
+    "buyingPower": "money",
+    "cash": "money",
+    "portfolioValue": "money",
+    "dayPnl": "money",
+    "dayPnlPercent": "percent",
     "timestamp": "ts",
 }
 _TRADE: dict[str, _Kind] = {
@@ -189,9 +193,9 @@ _TRADE: dict[str, _Kind] = {
     "brokerOrderId?": "str",
     "symbol": "symbol",
     "side": ("enum", {"buy", "sell"}),
-    "qty": "decimal",
-    "price": "decimal",
-    "positionQty?": "decimal",
+    "qty": "qty",
+    "price": "price",
+    "positionQty?": "qty",
     "partial?": "bool",
     "timestamp": "ts",
 }
@@ -202,6 +206,14 @@ SCHEMAS: dict[str, dict[str, _Kind]] = {
     EventType.TRADE_EXECUTED: _TRADE,
 }
 
+
+#: Wire format of each decimal kind (docs/protocol.md, "Number formats").
+_FORMATS: dict[str, Callable[[Decimal], str]] = {
+    "money": fmt_money,
+    "price": fmt_price,
+    "qty": fmt_qty,
+    "percent": fmt_percent,
+}
 
 #: Plain decimal notation only ("-12.50", "0.5", ".5"): no exponent, underscore or bare dot, so
 #: every client's parser (the SPA's included) reads the value exactly as the server does.
@@ -224,7 +236,7 @@ def _check(field: str, kind: _Kind, value: Any) -> Any:
         if len(value) > 16 or not all(c.isalnum() or c in "./-" for c in value):
             raise EventValidationError(field, f"is not a ticker symbol: {value!r}")
         return value.upper()
-    if kind == "decimal":
+    if kind in _FORMATS:
         if not _PLAIN_DECIMAL.match(value):
             if value.lower().lstrip("+-").startswith(("nan", "snan", "inf")):
                 raise EventValidationError(field, f"must be finite, got {value!r}")
@@ -235,7 +247,7 @@ def _check(field: str, kind: _Kind, value: Any) -> Any:
             raise EventValidationError(field, f"must be a decimal string, got {value!r}") from None
         if not number.is_finite():
             raise EventValidationError(field, f"must be finite, got {value!r}")
-        return value
+        return _FORMATS[kind](number)
     if kind == "ts":
         try:
             datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -255,7 +267,9 @@ def validate_event_data(type_: str, data: Any) -> dict[str, Any]:
         data: the decoded JSON value.
 
     Returns:
-        A cleaned copy: symbols upper-cased, unknown fields dropped.
+        A cleaned copy: symbols upper-cased, decimals in the wire formats (money ``"0.5"`` →
+        ``"0.50"``, price ``"187.3200"`` → ``"187.32"``, quantity ``"10.0"`` → ``"10"``),
+        unknown fields dropped.
 
     Raises:
         EventValidationError: with ``field`` set to ``"type"``, ``"data"`` or ``"data.<name>"``.

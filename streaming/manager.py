@@ -331,7 +331,7 @@ class StreamManager:
         """Publish a ``status`` event to these users (default: every user connected here).
 
         Args:
-            code: ``broker_stale``, ``broker_ok`` or ``broker_down``.
+            code: ``broker_stale`` or ``broker_ok``.
             message: human-readable explanation.
             stale: whether data may be stale from now on.
             users: the userIds to tell (e.g. the traders with a broker account).

@@ -92,6 +92,8 @@ class RedisIngest:
         if not isinstance(body, dict):
             return "event: must be a JSON object"
         user_id = body.get("userId")
+        if isinstance(user_id, int) and not isinstance(user_id, bool):
+            user_id = str(user_id)  # accepted as the hook accepts it
         if not isinstance(user_id, str) or not user_id.isdigit():
             return 'userId: must be a user id string such as "1"'
         type_ = body.get("type")

@@ -289,7 +289,7 @@ def test_component_schema_matches_code(name: str, type_: str) -> None:
             assert set(prop["enum"]) == set(kind[1]), where
         elif kind == "bool":
             assert prop["type"] == "boolean", where
-        elif kind == "decimal":
+        elif kind in ("decimal", "money", "price", "qty", "percent"):
             assert prop["pattern"] == events._PLAIN_DECIMAL.pattern, where
         elif kind == "ts":
             assert prop.get("format") == "date-time", where

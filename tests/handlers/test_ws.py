@@ -146,10 +146,10 @@ async def test_sixth_connection_closed_with_1008(folio: Running) -> None:
         await subscribe(conn, ["orders"])
     sixth = await folio.connect(cookie)
     msg = await recv(sixth)
-    assert msg == {
-        "type": "error",
-        "data": {"code": "max_connections", "message": "Maximum connections exceeded"},
-    }
+    assert msg is not None and msg["type"] == "error"
+    assert msg["data"] == {"code": "max_connections", "message": "Maximum connections exceeded"}
+    assert msg["userId"] == await folio.user_id("alice")
+    assert isinstance(msg["seq"], int) and msg["epoch"] and msg["timestamp"]
     assert await recv(sixth) is None
     assert sixth.close_code == 1008
     assert sixth.close_reason == "Maximum connections exceeded"

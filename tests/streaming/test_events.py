@@ -175,11 +175,44 @@ def test_result_is_a_copy():
 
 
 @pytest.mark.parametrize(
-    "value",
-    ["0", "-1234.50", "187.3200", "0.1234", "10", ".5", "-0", "+5"],
+    ("value", "wire"),
+    [
+        ("0", "0.00"),
+        ("-1234.50", "-1234.50"),
+        ("187.3200", "187.32"),
+        ("0.125", "0.13"),
+        ("10", "10.00"),
+        (".5", "0.50"),
+        ("-0", "0.00"),
+        ("+5", "5.00"),
+    ],
 )
-def test_decimal_strings_accepted_unchanged(value):
-    assert validate_event_data("account_update", account(cash=value))["cash"] == value
+def test_money_strings_accepted_and_normalised(value, wire):
+    """Money from a hook is re-formatted like the server's own (2 dp, half up, no -0.00)."""
+    assert validate_event_data("account_update", account(cash=value))["cash"] == wire
+
+
+def test_each_decimal_kind_gets_its_wire_format():
+    """Prices 2-4 dp, quantities plain, percents 2 dp (docs/protocol.md, Number formats)."""
+    clean = validate_event_data(
+        "position_update",
+        position(
+            quantity="10.000",
+            currentPrice="187.3200",
+            entryPrice="0.12345",
+            unrealizedPnl="26.8",
+            unrealizedPnlPercent="1.4349",
+            marketValue="1873.2",
+        ),
+    )
+    assert (
+        clean["quantity"],
+        clean["currentPrice"],
+        clean["entryPrice"],
+        clean["unrealizedPnl"],
+        clean["unrealizedPnlPercent"],
+        clean["marketValue"],
+    ) == ("10", "187.32", "0.1235", "26.80", "1.43", "1873.20")
 
 
 @pytest.mark.parametrize(
