@@ -244,13 +244,22 @@ class StreamManager:
 
     # -- client messages ----------------------------------------------------------------------
     async def control(
-        self, client: Client, type_: str, data: Mapping[str, Any], seq: int | None = None
+        self,
+        client: Client,
+        type_: str,
+        data: Mapping[str, Any],
+        position: tuple[int, str] | None = None,
     ) -> None:
-        """Send a per-connection message (``subscribed``, ``snapshot``, ``pong``, ``error``)."""
-        if seq is None:
-            seq, epoch = await self.broker.position(client.user_id)
-        else:
-            epoch = (await self.broker.position(client.user_id))[1]
+        """Send a per-connection message (``subscribed``, ``snapshot``, ``pong``, ``error``).
+
+        Args:
+            client: the connection.
+            type_: the message type.
+            data: its data.
+            position: the user's ``(seq, epoch)`` when the caller already has it; otherwise it
+                is read from the broker (a Redis round trip with the Redis engine).
+        """
+        seq, epoch = position or await self.broker.position(client.user_id)
         client.send(encode(envelope(type_, client.user_id, data, seq=seq, epoch=epoch)))
 
     async def error(self, client: Client, code: str, message: str) -> None:
@@ -297,7 +306,7 @@ class StreamManager:
             replay = await self.broker.recover(client.user_id, msg.last_seq, msg.epoch)
         seq, epoch = await self.broker.position(client.user_id)
         await self.control(
-            client, EventType.SUBSCRIBED, self._sub_data(sub, replay is not None), seq
+            client, EventType.SUBSCRIBED, self._sub_data(sub, replay is not None), (seq, epoch)
         )
         if replay is not None:
             last = msg.last_seq or 0
@@ -308,7 +317,7 @@ class StreamManager:
                     client.send(encode(pub.message(data)))
             return last
         full = self._source.snapshot(client.user_id)
-        await self.control(client, EventType.SNAPSHOT, _filter_snapshot(sub, full), seq)
+        await self.control(client, EventType.SNAPSHOT, _filter_snapshot(sub, full), (seq, epoch))
         stale = self.current_status is not None and self.current_status["stale"]
         if stale and full.get("account") is not None:
             # A trader arriving while the broker feed is stale learns it at once, as a stream
