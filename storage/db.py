@@ -278,6 +278,23 @@ class Store(ABC):
         revoked = self._from_ts(r[4]) if r[4] is not None else None
         return Session(r[0], int(r[1]), self._from_ts(r[2]), self._from_ts(r[3]), revoked)
 
+    async def get_session_user(self, sid: str) -> tuple[Session, User] | None:
+        """Return the session ``sid`` (active or not) and its user in one query, or None.
+
+        This is the hot path: every authenticated request and WebSocket upgrade calls it.
+        """
+        rows = await self._query(
+            "SELECT s.sid, s.user_id, s.created_at, s.expires_at, s.revoked_at, u.username, "
+            "u.is_admin FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.sid = ?",
+            (sid,),
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        revoked = self._from_ts(r[4]) if r[4] is not None else None
+        session = Session(r[0], int(r[1]), self._from_ts(r[2]), self._from_ts(r[3]), revoked)
+        return session, User(int(r[1]), r[5], bool(r[6]))
+
     async def revoke_session(self, sid: str) -> None:
         """Mark ``sid`` revoked; a revoked session is refused everywhere."""
         await self._query(

@@ -84,13 +84,11 @@ class SessionAuth:
         claims = self._claims(token)
         if claims is None:
             return None
-        session = await self.store.get_session(claims["sid"])
-        if session is None or str(session.user_id) != claims["sub"]:
+        found = await self.store.get_session_user(claims["sid"])
+        if found is None:
             return None
-        if not session.is_active(datetime.now(UTC)):
-            return None
-        user = await self.store.get_user(session.user_id)
-        if user is None:
+        session, user = found
+        if str(session.user_id) != claims["sub"] or not session.is_active(datetime.now(UTC)):
             return None
         return Authenticated(user, session.sid, session.expires_at.timestamp())
 

@@ -143,3 +143,21 @@ def test_migration_applied_concurrently_is_not_an_error(store_url: str) -> None:
         await second.close()
 
     run(go())
+
+
+def test_session_and_user_in_one_lookup(store_url: str) -> None:
+    """get_session_user joins the session with its user; unknown sid → None."""
+
+    async def go() -> None:
+        store = await _open(store_url)
+        user = await store.create_user("erin", "pw", is_admin=True)
+        await store.create_session(user.id, "sid-e", ttl_s=60)
+        found = await store.get_session_user("sid-e")
+        assert found is not None
+        session, who = found
+        assert (session.sid, session.user_id, session.revoked_at) == ("sid-e", user.id, None)
+        assert who == user
+        assert await store.get_session_user("nope") is None
+        await store.close()
+
+    run(go())
