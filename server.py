@@ -167,8 +167,6 @@ class FolioServer:
             ]
 
         accounts = await linked()
-        for account in accounts:
-            service.add_account(account.user_id)
         # JSON bodies here are small: refuse anything over 1 MiB before reading it.
         self.http = HTTPServer(
             make_app(self.ctx, self.static_dir), xheaders=True, max_body_size=MAX_BODY_BYTES
@@ -185,7 +183,8 @@ class FolioServer:
             paper=s.alpaca_paper,
             accounts_provider=linked,
         )
-        self.ctx.extra_status["bridge"] = {"accounts": len(accounts), "demo": s.demo}
+        bridge = self.bridge
+        self.ctx.extra_status["bridge"] = lambda: {**bridge.status(), "demo": s.demo}
         if s.redis_url:
             # Several processes may share this Redis: only the leader publishes broker events.
             service.shared_fanout = True

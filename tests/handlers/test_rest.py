@@ -230,6 +230,10 @@ async def test_admin_stats_and_metrics(folio: Running) -> None:
     assert stats["activeConnections"] == 1
     assert stats["latencyMs"]["count"] >= 1 and stats["latencyMs"]["p95"] is not None
     assert stats["alerts"] == {"disconnectRateHigh": False, "latencyP95High": False}
+    alice, bob = await folio.user_id("alice"), await folio.user_id("bob")
+    assert stats["bridge"]["tradingStreams"] == {alice: True, bob: True}
+    assert stats["bridge"]["demo"] is True and stats["bridge"]["syncs"] >= 2
+    assert stats["redis"]["leader"] is True and stats["redis"]["fanout"] is None
     resp = await folio.request("GET", "/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
     assert resp.code == 200 and b"folio_ws_connections 1.0" in resp.body
     resp = await folio.request("GET", "/metrics", cookie=trader)
