@@ -30,7 +30,13 @@ lint: $(VENV)/.stamp-test
 typecheck: $(VENV)/.stamp-test
 	$(BIN)/mypy
 
-pytest: $(VENV)/.stamp-test
+# The browser tests drive Debian's chromium (never `playwright install`).
+/usr/bin/chromium:
+	@echo "installing Debian's chromium for the browser tests (tests/e2e)"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null \
+	  || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
+
+pytest: $(VENV)/.stamp-test /usr/bin/chromium
 	$(BIN)/pytest
 
 test: lint typecheck pytest
@@ -51,5 +57,5 @@ client-test:
 	git diff --exit-code -- static/ || (echo "static/ differs from what client/ builds: run 'make client' and commit" && exit 1)
 
 # Browser end-to-end tests (Debian chromium driven by Playwright).
-e2e: $(VENV)/.stamp-test
+e2e: $(VENV)/.stamp-test /usr/bin/chromium
 	$(BIN)/pytest tests/e2e
