@@ -226,7 +226,17 @@ class AlpacaBridge:
         self._timers.clear()
         threads = list(self._trading.values()) + ([self._data] if self._data else [])
         loop = asyncio.get_running_loop()
-        await asyncio.gather(*(loop.run_in_executor(None, t.stop) for t in threads))
+        # alpaca-py reports the normal close (1000) we cause here as a "websocket error" WARNING;
+        # keep the shutdown log readable by muting its stream loggers below ERROR meanwhile.
+        muted = [logging.getLogger(n) for n in ("alpaca.trading.stream", "alpaca.data.live")]
+        levels = [logger.level for logger in muted]
+        for logger in muted:
+            logger.setLevel(logging.ERROR)
+        try:
+            await asyncio.gather(*(loop.run_in_executor(None, t.stop) for t in threads))
+        finally:
+            for logger, level in zip(muted, levels, strict=True):
+                logger.setLevel(level)
         self._trading.clear()
         self._data = None
 
