@@ -2,7 +2,8 @@
 
 ``Authorization: Bearer <INTERNAL_TOKEN>`` (compared in constant time; with no token configured
 the hook is disabled and always answers 401). Body ``{"userId", "type", "data"}``; ``data`` is
-validated against the schema of ``type`` (:func:`streaming.events.validate_event_data`).
+validated against the schema of ``type`` (:func:`streaming.events.validate_pushed_event`, shared
+with the Redis ingest).
 → 202 ``{"accepted": true}``; bad body → 400 naming the field; unknown user → 404.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 import hmac
 
 from handlers.base import ApiError, BaseHandler
-from streaming.events import EventValidationError, validate_event_data
+from streaming.events import EventValidationError, validate_pushed_event
 
 __all__ = ["InternalEventsHandler"]
 
@@ -32,20 +33,11 @@ class InternalEventsHandler(BaseHandler):
 
     async def post(self) -> None:
         self._check_token()
-        body = self.json_body()
-        user_id = body.get("userId")
-        if isinstance(user_id, int) and not isinstance(user_id, bool):
-            user_id = str(user_id)
-        if not isinstance(user_id, str) or not user_id.isdigit():
-            raise ApiError(400, "invalid_field", 'userId: must be a user id string such as "1"')
-        type_ = body.get("type")
         try:
-            data = validate_event_data(
-                type_ if isinstance(type_, str) else repr(type_), body.get("data")
-            )
+            user_id, type_, data = validate_pushed_event(self.json_body())
         except EventValidationError as exc:
             raise ApiError(400, "invalid_field", str(exc)) from None
         if await self.ctx.auth.store.get_user(int(user_id)) is None:
             raise ApiError(404, "unknown_user", f"userId: no user {user_id}")
-        self.ctx.manager.emit(user_id, str(type_), data)
+        self.ctx.manager.emit(user_id, type_, data)
         self.write_json({"accepted": True}, status=202)

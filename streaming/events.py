@@ -37,6 +37,7 @@ __all__ = [
     "encode",
     "utc_now_iso",
     "validate_event_data",
+    "validate_pushed_event",
 ]
 
 
@@ -290,3 +291,27 @@ def validate_event_data(type_: str, data: Any) -> dict[str, Any]:
             raise EventValidationError(f"data.{name}", "is required")
         clean[name] = _check(f"data.{name}", kind, data[name])
     return clean
+
+
+def validate_pushed_event(body: Mapping[str, Any]) -> tuple[str, str, dict[str, Any]]:
+    """Validate an event pushed by another service (internal hook body or Redis ingest entry).
+
+    Args:
+        body: the decoded ``{"userId", "type", "data"}`` object. ``userId`` may be a digit
+            string or a JSON integer.
+
+    Returns:
+        ``(user_id, type, clean data)`` with ``data`` as :func:`validate_event_data` returns it.
+
+    Raises:
+        EventValidationError: with ``field`` ``"userId"``, ``"type"``, ``"data"`` or
+            ``"data.<name>"``.
+    """
+    user_id = body.get("userId")
+    if isinstance(user_id, int) and not isinstance(user_id, bool):
+        user_id = str(user_id)
+    if not isinstance(user_id, str) or not user_id.isdigit():
+        raise EventValidationError("userId", 'must be a user id string such as "1"')
+    type_ = body.get("type")
+    data = validate_event_data(type_ if isinstance(type_, str) else repr(type_), body.get("data"))
+    return user_id, str(type_), data

@@ -7,7 +7,7 @@ Producers append to the Redis Stream ``<prefix>:ingest`` one entry per event, wi
 
 Every server process reads the stream in the consumer group ``<prefix>-servers`` (created on
 start), so each entry is handled by exactly one process, and acknowledges it once handled. The
-entry is validated exactly like a hook call (:func:`streaming.events.validate_event_data`); a bad
+entry is validated exactly like a hook call (:func:`streaming.events.validate_pushed_event`); a bad
 entry is acknowledged too, and copied with its error to ``<prefix>:ingest:rejected`` (capped at
 1000 entries) so producers can see what went wrong — it never stops the reader.
 """
@@ -25,7 +25,7 @@ import redis.asyncio as aioredis
 import ujson
 from redis.exceptions import ResponseError
 
-from streaming.events import EventValidationError, validate_event_data
+from streaming.events import EventValidationError, validate_pushed_event
 
 __all__ = ["RedisIngest"]
 
@@ -91,21 +91,13 @@ class RedisIngest:
             return "event: not valid JSON"
         if not isinstance(body, dict):
             return "event: must be a JSON object"
-        user_id = body.get("userId")
-        if isinstance(user_id, int) and not isinstance(user_id, bool):
-            user_id = str(user_id)  # accepted as the hook accepts it
-        if not isinstance(user_id, str) or not user_id.isdigit():
-            return 'userId: must be a user id string such as "1"'
-        type_ = body.get("type")
         try:
-            data = validate_event_data(
-                type_ if isinstance(type_, str) else repr(type_), body.get("data")
-            )
+            user_id, type_, data = validate_pushed_event(body)
         except EventValidationError as exc:
             return str(exc)
         if not await self._user_exists(user_id):
             return f"userId: no user {user_id}"
-        self._emit(user_id, str(type_), data)
+        self._emit(user_id, type_, data)
         return None
 
     async def _read_forever(self) -> None:
