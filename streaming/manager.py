@@ -32,6 +32,7 @@ from streaming.broker import Broker, Publication
 from streaming.closecodes import CloseCode
 from streaming.events import Channel, EventType, encode, envelope
 from streaming.hub import Client, Hub
+from streaming.looplag import LoopLagMonitor
 from streaming.metrics import Metrics
 from streaming.protocol import ClientMessage
 from streaming.subscription import Subscription, filter_data
@@ -97,6 +98,7 @@ class StreamManager:
         self.hub = Hub(max_connections_per_user)
         self.batcher = Batcher(batch_window_ms)
         self.metrics = Metrics()
+        self.loop_lag = LoopLagMonitor(self.metrics.loop_lag)
         self.heartbeat_interval_s = heartbeat_interval_s
         self.heartbeat_timeout_s = heartbeat_timeout_s
         self._source: SnapshotSource = source or _EmptySource()
@@ -124,6 +126,7 @@ class StreamManager:
         self._timers.append(PeriodicCallback(self.sweep, max(tick, 0.01) * 1000.0))
         for timer in self._timers:
             timer.start()
+        self.loop_lag.start()
 
     async def stop(self, grace_s: float = 1.0) -> None:
         """Flush pending batches, deliver them, close every socket with 1001, stop timers.
@@ -135,6 +138,7 @@ class StreamManager:
         for timer in self._timers:
             timer.stop()
         self._timers.clear()
+        self.loop_lag.stop()
         self.flush()
         await self.wait_idle()
         self.hub.close_all(CloseCode.GOING_AWAY, "Server shutting down")
@@ -361,6 +365,7 @@ class StreamManager:
             "connectionsPerUser": {u: len(self.hub.connections(u)) for u in self.hub.users()},
             "averageConnectionSeconds": (sum(durations) / len(durations)) if durations else 0.0,
             "eventsDelivered": self.hub.delivered,
+            "loopLagMs": self.loop_lag.lag_ms(),
             "batching": {
                 "windowMs": self.batcher.window_ms,
                 "updatesCoalesced": self.batcher.absorbed,
