@@ -1,20 +1,68 @@
-import { useEffect, useState } from 'react';
+import { lazy, Suspense, useEffect, useState } from 'react';
 import type { Me, BrokerStatus } from '../lib/schemas';
+import { parseSymbolFilter } from '../lib/positions';
 import { usePortfolioStreamContext } from '../hooks/usePortfolioStream';
 import { useRealtimeAccount, useRealtimeOrders, useRealtimePositions, useRealtimeTrades } from '../hooks/useRealtime';
+import { useAccountHistory, useHistoryFeed, usePriceHistory } from '../hooks/useHistory';
 import { AccountSummary } from './AccountSummary';
 import { useAnnounce } from './Announcer';
 import { ConnectionStatus } from './ConnectionStatus';
 import { describeTrade, ExecutionsFeed } from './ExecutionsFeed';
 import { OrdersPanel } from './OrdersPanel';
 import { PositionsTable } from './PositionsTable';
+import { ThemeToggle } from './ThemeToggle';
+
+// The charts (uPlot) are a separate chunk, loaded after the dashboard's first paint.
+const AccountCharts = lazy(() => import('./charts/AccountCharts'));
+
+function SymbolFilter() {
+  const { symbols, setSymbols } = usePortfolioStreamContext();
+  const [text, setText] = useState(symbols?.join(', ') ?? '');
+  return (
+    <form
+      className="symbol-filter"
+      role="search"
+      onSubmit={(e) => {
+        e.preventDefault();
+        setSymbols(parseSymbolFilter(text));
+      }}
+    >
+      <label htmlFor="symbol-filter">Symbols</label>
+      <input
+        id="symbol-filter"
+        data-testid="symbol-filter"
+        value={text}
+        placeholder="All symbols, e.g. AAPL, MSFT"
+        autoComplete="off"
+        spellCheck={false}
+        onChange={(e) => setText(e.target.value)}
+      />
+      <button type="submit">Filter</button>
+      {symbols && (
+        <button
+          type="button"
+          className="secondary"
+          onClick={() => {
+            setText('');
+            setSymbols(null);
+          }}
+        >
+          Clear
+        </button>
+      )}
+    </form>
+  );
+}
 
 export function Dashboard({ me, onLogout }: { me: Me; onLogout: () => void }) {
-  const { state, subscribe, reconnectNow } = usePortfolioStreamContext();
+  const { state, subscribe, reconnectNow, symbols } = usePortfolioStreamContext();
   const positions = useRealtimePositions();
   const orders = useRealtimeOrders();
   const account = useRealtimeAccount();
   const trades = useRealtimeTrades();
+  useHistoryFeed();
+  const history = useAccountHistory();
+  const prices = usePriceHistory();
   const announce = useAnnounce();
   const [broker, setBroker] = useState<BrokerStatus | null>(null);
 
@@ -33,6 +81,11 @@ export function Dashboard({ me, onLogout }: { me: Me; onLogout: () => void }) {
   // A failed REST refresh while data is already on screen: say so rather than show stale numbers silently.
   const failed = [positions, orders, account, trades].find((q) => q.isError && q.data !== undefined);
   const refreshError = failed?.error instanceof Error ? failed.error.message : null;
+  // Closed orders and trades kept from before a filter change are narrowed here too.
+  const wanted = symbols ? new Set(symbols) : null;
+  const shownOrders = wanted ? orders.data?.orders.filter((o) => wanted.has(o.symbol)) : orders.data?.orders;
+  const shownTrades = wanted ? trades.data?.trades.filter((t) => wanted.has(t.symbol)) : trades.data?.trades;
+  const shownPositions = wanted ? positions.data?.positions.filter((p) => wanted.has(p.symbol)) : positions.data?.positions;
 
   return (
     <div className="app">
@@ -42,6 +95,7 @@ export function Dashboard({ me, onLogout }: { me: Me; onLogout: () => void }) {
         </h1>
         <ConnectionStatus state={state} onRetry={reconnectNow} />
         <div className="user">
+          <ThemeToggle />
           <span data-testid="username">{me.username}</span>
           <button type="button" onClick={onLogout} data-testid="logout">
             Sign out
@@ -65,9 +119,27 @@ export function Dashboard({ me, onLogout }: { me: Me; onLogout: () => void }) {
       )}
       <main className="grid">
         <AccountSummary account={account.data?.account} loading={account.isPending} />
-        <PositionsTable positions={positions.data?.positions} loading={positions.isPending} fetchedAt={positions.dataUpdatedAt || null} />
-        <OrdersPanel orders={orders.data?.orders} loading={orders.isPending} />
-        <ExecutionsFeed trades={trades.data?.trades} loading={trades.isPending} />
+        <section className="card charts-card" aria-labelledby="charts-title">
+          <h2 id="charts-title">Today</h2>
+          {history.data ? (
+            <Suspense fallback={<p className="muted">Loading charts…</p>}>
+              <AccountCharts points={history.data.points} />
+            </Suspense>
+          ) : (
+            <p className="muted">{history.isError ? 'Chart history unavailable.' : 'Loading charts…'}</p>
+          )}
+        </section>
+        <SymbolFilter />
+        <PositionsTable
+          positions={shownPositions}
+          loading={positions.isPending}
+          fetchedAt={positions.dataUpdatedAt || null}
+          equity={account.data?.account?.equity}
+          prices={prices}
+          filtered={!!symbols}
+        />
+        <OrdersPanel orders={shownOrders} loading={orders.isPending} />
+        <ExecutionsFeed trades={shownTrades} loading={trades.isPending} />
       </main>
     </div>
   );

@@ -1,6 +1,8 @@
 // A P&L figure that flashes when it changes (REQ-12): green when it rises, red when it falls,
 // for 500 ms, scaling to 1.05 and back (framer-motion). With prefers-reduced-motion only the
 // colour changes (REQ-13). The arrow/sign next to the number carries the meaning without colour.
+// The flash is a background only: the text keeps its sign colour (a positive P&L that just fell
+// stays green on a red flash), and screen readers hear "down since last update".
 import { useEffect, useRef, useState, type ReactNode } from 'react';
 import { motion, useAnimate } from 'framer-motion';
 import { compareDecimal } from '../lib/decimal';
@@ -72,6 +74,7 @@ export function PnlValue({ value, children, className, testId, reducedMotion }: 
         </span>
       )}
       {children}
+      {flash && <span className="sr-only">{flash === 'up' ? ' (up since last update)' : ' (down since last update)'}</span>}
     </motion.span>
   );
 }

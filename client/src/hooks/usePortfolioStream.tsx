@@ -1,7 +1,7 @@
 // usePortfolioStream: owns one PortfolioStream (WebSocket /ws/portfolio) for the component's
 // lifetime — connects on mount, closes on unmount — and exposes its state to React.
 // PortfolioStreamProvider shares one stream with the useRealtime* hooks below it.
-import { createContext, useContext, useEffect, useRef, useState, useSyncExternalStore, type ReactNode } from 'react';
+import { createContext, useCallback, useContext, useEffect, useRef, useState, useSyncExternalStore, type ReactNode } from 'react';
 import { useQueryClient } from '@tanstack/react-query';
 import { api as defaultApi, UnauthorizedError, type Api } from '../lib/api';
 import type { Channel, ServerMessage } from '../lib/schemas';
@@ -75,6 +75,10 @@ export function usePortfolioStream(options: UsePortfolioStreamOptions = {}): Por
 interface StreamContextValue extends PortfolioStreamApi {
   userId: string;
   api: Api;
+  /** the symbol filter in force (null: every symbol) */
+  symbols: readonly string[] | null;
+  /** narrow the socket subscription and the REST calls to these symbols (null: all) */
+  setSymbols: (symbols: readonly string[] | null) => void;
 }
 
 const StreamContext = createContext<StreamContextValue | null>(null);
@@ -122,5 +126,15 @@ export function PortfolioStreamProvider({ userId, children, api = defaultApi, on
       onSessionRevoked?.();
     },
   });
-  return <StreamContext.Provider value={{ ...stream, userId, api }}>{children}</StreamContext.Provider>;
+  const [symbols, setSymbolsState] = useState<readonly string[] | null>(() => stream.stream.symbols);
+  const setSymbols = useCallback(
+    (next: readonly string[] | null) => {
+      if (!stream.stream.setSymbols(next)) return;
+      setSymbolsState(stream.stream.symbols);
+      // The REST side narrows too: refetch the symbol-filtered data sets with the new filter.
+      for (const key of dataKeys(userId)) if (key[0] !== 'account') void queryClient.invalidateQueries({ queryKey: key });
+    },
+    [stream.stream, queryClient, userId],
+  );
+  return <StreamContext.Provider value={{ ...stream, userId, api, symbols, setSymbols }}>{children}</StreamContext.Provider>;
 }

@@ -105,7 +105,7 @@ export function useRealtimePositions() {
   return useQuery({
     queryKey: positionsKey(userId),
     queryFn: async () => {
-      const fresh = await api.positions();
+      const fresh = await api.positions(stream.symbols);
       return reconcile(fresh, qc.getQueryData(positionsKey(userId)), stream, reconcilePositions);
     },
     refetchInterval: refetchInterval(mode),
@@ -120,7 +120,7 @@ export function useRealtimeOrders() {
   return useQuery({
     queryKey: ordersKey(userId),
     queryFn: async () => {
-      const fresh = await api.orders();
+      const fresh = await api.orders(stream.symbols);
       return reconcile(fresh, qc.getQueryData(ordersKey(userId)), stream, reconcileOrders);
     },
     refetchInterval: refetchInterval(mode),
@@ -150,7 +150,7 @@ export function useRealtimeTrades() {
   return useQuery({
     queryKey: tradesKey(userId),
     queryFn: async () => {
-      const fresh = await api.trades();
+      const fresh = await api.trades(stream.symbols);
       return reconcile(fresh, qc.getQueryData(tradesKey(userId)), stream, reconcileTrades);
     },
     refetchInterval: refetchInterval(mode),

@@ -2,6 +2,7 @@
 // with zod. A 401 raises UnauthorizedError, which the app turns into "show the login page".
 import { z } from 'zod';
 import {
+  accountHistorySchema,
   accountResponseSchema,
   healthSchema,
   meSchema,
@@ -9,6 +10,7 @@ import {
   positionsResponseSchema,
   tradesResponseSchema,
   type AccountData,
+  type AccountHistory,
   type Health,
   type Me,
   type OrdersData,
@@ -67,6 +69,11 @@ async function request<S extends z.ZodTypeAny>(
   return parsed.data;
 }
 
+/** `?symbols=AAPL,MSFT` for a symbol filter (null: every symbol). */
+export function symbolsQuery(symbols: readonly string[] | null | undefined): string {
+  return symbols ? `?symbols=${encodeURIComponent(symbols.join(','))}` : '';
+}
+
 const anyObject = z.object({}).passthrough();
 
 export const api = {
@@ -77,10 +84,16 @@ export const api = {
     await request('/api/logout', anyObject, { method: 'POST', body: '{}' });
   },
   health: (): Promise<Health> => request('/api/health', healthSchema),
-  positions: (): Promise<PositionsData> => request('/api/positions', positionsResponseSchema),
-  orders: (): Promise<OrdersData> => request('/api/orders', ordersResponseSchema),
+  positions: (symbols?: readonly string[] | null): Promise<PositionsData> =>
+    request(`/api/positions${symbolsQuery(symbols)}`, positionsResponseSchema),
+  orders: (symbols?: readonly string[] | null): Promise<OrdersData> =>
+    request(`/api/orders${symbolsQuery(symbols)}`, ordersResponseSchema),
   account: (): Promise<AccountData> => request('/api/account', accountResponseSchema),
-  trades: (): Promise<TradesData> => request('/api/trades', tradesResponseSchema),
+  trades: (symbols?: readonly string[] | null): Promise<TradesData> =>
+    request(`/api/trades${symbolsQuery(symbols)}`, tradesResponseSchema),
+  /** the account's recorded equity and day P&L points (period "1D": the last 24 hours) */
+  accountHistory: (period = '1D'): Promise<AccountHistory> =>
+    request(`/api/account/history?period=${encodeURIComponent(period)}`, accountHistorySchema),
 };
 
 export type Api = typeof api;

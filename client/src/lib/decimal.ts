@@ -125,3 +125,75 @@ export function shiftDecimal(value: string, exp: number): string | null {
 export function fractionDigits(value: string): number {
   return parseDecimal(value)?.frac.length ?? 0;
 }
+
+// --- exact arithmetic for totals and allocation (BigInt, scaled by 10^scale) ---
+
+function toScaled(value: string, scale: number): bigint | null {
+  const d = parseDecimal(value);
+  if (!d) return null;
+  const frac = d.frac.padEnd(scale, '0').slice(0, scale);
+  const n = BigInt(d.int + frac);
+  return d.negative ? -n : n;
+}
+
+function fromScaled(n: bigint, scale: number): string {
+  const negative = n < 0n;
+  const digits = (negative ? -n : n).toString().padStart(scale + 1, '0');
+  const int = digits.slice(0, digits.length - scale);
+  const frac = digits.slice(digits.length - scale);
+  const s = `${negative ? '-' : ''}${int}${scale ? '.' + frac : ''}`;
+  return decimalToString(parseDecimal(s)!);
+}
+
+/**
+ * Exact sum of decimal strings. Returns null when any value is unparseable; `[]` sums to "0".
+ * Example: sumDecimals(["0.1", "0.2"]) === "0.3" (a float gives 0.30000000000000004).
+ */
+export function sumDecimals(values: readonly string[]): string | null {
+  const scale = Math.max(0, ...values.map(fractionDigits));
+  let total = 0n;
+  for (const v of values) {
+    const n = toScaled(v, scale);
+    if (n === null) return null;
+    total += n;
+  }
+  return fromScaled(total, scale);
+}
+
+/** a − b, exactly; null when either is unparseable. */
+export function subtractDecimals(a: string, b: string): string | null {
+  const negB = parseDecimal(b);
+  if (!negB) return null;
+  return sumDecimals([a, decimalToString({ ...negB, negative: !negB.negative && !(negB.int === '0' && negB.frac === '') })]);
+}
+
+/** |value|, exactly. */
+export function absDecimal(value: string): string | null {
+  const d = parseDecimal(value);
+  return d ? decimalToString({ ...d, negative: false }) : null;
+}
+
+/**
+ * part / whole × 100, rounded ROUND_HALF_UP to `places` (default 2): the allocation percent of a
+ * position. Null when whole is zero or either value is unparseable.
+ */
+export function percentOf(part: string, whole: string, places = 2): string | null {
+  const scale = Math.max(fractionDigits(part), fractionDigits(whole));
+  const p = toScaled(part, scale);
+  const w = toScaled(whole, scale);
+  if (p === null || w === null || w === 0n) return null;
+  // (p / w) * 100 with `places + 1` extra digits, then round half away from zero.
+  const extra = places + 1;
+  const q = (p * 100n * 10n ** BigInt(extra)) / w;
+  return roundDecimal(fromScaled(q, extra), places);
+}
+
+/** a × b, exactly (the scale is the sum of both); null when either is unparseable. */
+export function multiplyDecimals(a: string, b: string): string | null {
+  const sa = fractionDigits(a);
+  const sb = fractionDigits(b);
+  const na = toScaled(a, sa);
+  const nb = toScaled(b, sb);
+  if (na === null || nb === null) return null;
+  return fromScaled(na * nb, sa + sb);
+}

@@ -127,3 +127,35 @@ export function formatTime(iso: string | null | undefined, locale?: string): str
     second: '2-digit',
   }).format(new Date(t));
 }
+
+export function utcNowIso(): string {
+  return new Date().toISOString();
+}
+
+/**
+ * Date, time and time-zone name in the browser's zone and locale: "Nov 25, 2026, 3:15:03 PM EST".
+ * Use {@link formatUtc} for the UTC form shown on hover.
+ */
+export function formatDateTime(iso: string | null | undefined, locale?: string, timeZone?: string): string {
+  if (!iso) return PLACEHOLDER;
+  const t = Date.parse(iso);
+  if (Number.isNaN(t)) return PLACEHOLDER;
+  return new Intl.DateTimeFormat(locale ?? defaultLocale(), {
+    year: 'numeric',
+    month: 'short',
+    day: 'numeric',
+    hour: '2-digit',
+    minute: '2-digit',
+    second: '2-digit',
+    timeZoneName: 'short',
+    ...(timeZone ? { timeZone } : {}),
+  }).format(new Date(t));
+}
+
+/** The same instant in UTC, ISO-like: "2026-11-25 20:15:03 UTC" (the hover title). */
+export function formatUtc(iso: string | null | undefined): string {
+  if (!iso) return '';
+  const t = Date.parse(iso);
+  if (Number.isNaN(t)) return '';
+  return `${new Date(t).toISOString().replace('T', ' ').slice(0, 19)} UTC`;
+}

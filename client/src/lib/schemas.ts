@@ -22,6 +22,11 @@ export const positionSchema = z.object({
   openedAt: timestamp.nullish(),
   updatedAt: timestamp.nullish(),
   strategyId: z.string().nullish(),
+  // Added by the accounting work (issue 8): optional, absent from older servers.
+  /** realized P&L of the position since it was opened (USD, 2 dp) */
+  realizedPnl: decimal.nullish(),
+  /** realized P&L of the position today (USD, 2 dp) */
+  realizedPnlToday: decimal.nullish(),
 });
 export type PositionUpdate = z.infer<typeof positionSchema>;
 
@@ -46,8 +51,11 @@ export const accountSchema = z.object({
   buyingPower: decimal,
   cash: decimal,
   portfolioValue: decimal,
-  dayPnl: decimal,
-  dayPnlPercent: decimal,
+  /** null when the broker's previous-day equity (last_equity) is unknown */
+  dayPnl: decimal.nullable(),
+  dayPnlPercent: decimal.nullable(),
+  /** realized P&L today over every symbol (USD, 2 dp); optional (issue 8) */
+  realizedPnlToday: decimal.nullish(),
   timestamp: timestamp,
 });
 export type AccountUpdate = z.infer<typeof accountSchema>;
@@ -148,6 +156,19 @@ export const positionsResponseSchema = z.object({ ...restEnvelope, positions: z.
 export const ordersResponseSchema = z.object({ ...restEnvelope, orders: z.array(orderSchema) });
 export const accountResponseSchema = z.object({ ...restEnvelope, account: accountSchema.nullable() });
 export const tradesResponseSchema = z.object({ ...restEnvelope, trades: z.array(tradeSchema) });
+/** One recorded account point (GET /api/account/history). */
+export const accountPointSchema = z.object({
+  timestamp: timestamp,
+  equity: decimal,
+  dayPnl: decimal.nullable(),
+});
+export type AccountPoint = z.infer<typeof accountPointSchema>;
+export const accountHistorySchema = z.object({
+  userId: z.union([z.string(), z.number()]).transform(String),
+  period: z.string(),
+  points: z.array(accountPointSchema),
+});
+export type AccountHistory = z.infer<typeof accountHistorySchema>;
 export const meSchema = z.object({
   userId: z.union([z.string(), z.number()]).transform(String),
   username: z.string(),

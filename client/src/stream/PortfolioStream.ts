@@ -60,6 +60,8 @@ export interface PortfolioStreamOptions {
   url?: string;
   createSocket?: WebSocketFactory;
   channels?: readonly Channel[];
+  /** symbol filter sent with `subscribe` (null or absent: every symbol) */
+  symbols?: readonly string[] | null;
   maxAttempts?: number;
   baseDelayMs?: number;
   maxDelayMs?: number;
@@ -101,6 +103,7 @@ export class PortfolioStream {
   private started = false;
   private stopped = false;
   private readonly channels: Set<Channel>;
+  private symbolFilter: string[] | null;
   private readonly listeners = new Set<{ fn: MessageListener; channels: Set<Channel> | null }>();
   private readonly stateListeners = new Set<() => void>();
   private history: StreamEvent[] = [];
@@ -119,6 +122,7 @@ export class PortfolioStream {
       ...options,
     };
     this.channels = new Set(options.channels ?? CHANNELS);
+    this.symbolFilter = normaliseSymbols(options.symbols);
     this.state = {
       status: 'disconnected',
       mode: 'realtime',
@@ -162,6 +166,25 @@ export class PortfolioStream {
       this.listeners.delete(entry);
     };
   };
+
+  /** The symbol filter in force (upper-cased, sorted), or null for every symbol. */
+  get symbols(): readonly string[] | null {
+    return this.symbolFilter;
+  }
+
+  /**
+   * Narrow (or widen, with null) what the server sends: positions, orders and trades of these
+   * symbols only (protocol.md, `subscribe.symbols`; the account is never filtered). When the
+   * socket is open a `subscribe` with the new filter is sent at once; the server answers with a
+   * snapshot of the filtered state. Returns false when the filter did not change.
+   */
+  setSymbols(symbols: readonly string[] | null): boolean {
+    const next = normaliseSymbols(symbols);
+    if (sameSymbols(next, this.symbolFilter)) return false;
+    this.symbolFilter = next;
+    if (this.ws && this.opened) this.send({ type: 'subscribe', channels: [...this.channels], symbols: next });
+    return true;
+  }
 
   start(): void {
     if (this.started) return;
@@ -232,7 +255,7 @@ export class PortfolioStream {
 
   /** Whether every event reaches this connection, so that a jump in seq means a lost event. */
   get gapDetection(): boolean {
-    return CHANNELS.every((c) => this.channels.has(c));
+    return this.symbolFilter === null && CHANNELS.every((c) => this.channels.has(c));
   }
 
   // --- internals ---
@@ -315,6 +338,7 @@ export class PortfolioStream {
       lastCloseCode: null,
     });
     const msg: Record<string, unknown> = { type: 'subscribe', channels: [...this.channels] };
+    if (this.symbolFilter !== null) msg.symbols = this.symbolFilter;
     // Resume where we left off: the server replays what we missed, or sends a snapshot.
     if (this.state.lastSeq !== null && this.state.epoch) {
       msg.lastSeq = this.state.lastSeq;
@@ -475,6 +499,17 @@ export class PortfolioStream {
     console.warn('portfolio stream: ignoring invalid message:', error);
     this.opts.onInvalidMessage?.(raw, error);
   }
+}
+
+/** Upper-cased, de-duplicated, sorted symbols; null stays null (no filter). */
+export function normaliseSymbols(symbols: readonly string[] | null | undefined): string[] | null {
+  if (symbols == null) return null;
+  return [...new Set(symbols.map((s) => s.trim().toUpperCase()).filter(Boolean))].sort();
+}
+
+function sameSymbols(a: readonly string[] | null, b: readonly string[] | null): boolean {
+  if (a === null || b === null) return a === b;
+  return a.length === b.length && a.every((s, i) => s === b[i]);
 }
 
 /** The channels a message belongs to (null: delivered to every listener). */
