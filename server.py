@@ -36,10 +36,11 @@ from handlers.admin import MetricsHandler, StatsHandler
 from handlers.auth import LoginHandler, LogoutHandler, MeHandler
 from handlers.base import Context, NotFoundHandler
 from handlers.internal import InternalEventsHandler
-from handlers.portfolio import HealthHandler, PortfolioHandler
+from handlers.portfolio import AccountHistoryHandler, HealthHandler, PortfolioHandler
 from handlers.spa import SpaHandler
 from handlers.ws import PortfolioSocket
 from storage.db import Store, UserExistsError, open_store
+from storage.history import AccountRecorder
 from streaming.alpaca_bridge import AlpacaBridge, BridgeAccount, Endpoints
 from streaming.auth import SessionAuth
 from streaming.broker import Broker
@@ -83,6 +84,7 @@ def make_app(ctx: Context, static_dir: Path = STATIC_DIR) -> tornado.web.Applica
         (r"/api/positions", PortfolioHandler, {"view": "positions"}),
         (r"/api/orders", PortfolioHandler, {"view": "orders"}),
         (r"/api/account", PortfolioHandler, {"view": "account"}),
+        (r"/api/account/history", AccountHistoryHandler),
         (r"/api/trades", PortfolioHandler, {"view": "trades"}),
         (r"/api/admin/websocket-stats", StatsHandler),
         (r"/metrics", MetricsHandler),
@@ -122,6 +124,7 @@ class FolioServer:
         self.broker: Broker | None = None
         self.leader: SoleLeader | RedisLeader = SoleLeader()
         self.ingest: RedisIngest | None = None
+        self.recorder: AccountRecorder | None = None
 
     async def start(self) -> int:
         """Open storage, start the simulator (demo), the bridge and the HTTP server.
@@ -174,6 +177,15 @@ class FolioServer:
         )
         self.http.add_sockets(sockets)
         manager.start()
+        # The day's account line (GET /api/account/history): sampled from the service's state;
+        # only the process publishing broker events records, so points are never doubled.
+        self.recorder = AccountRecorder(
+            store,
+            service.accounts,
+            interval_s=s.account_history_interval_s,
+            enabled=lambda: service.publishing,
+        )
+        self.recorder.start()
         self.bridge = AlpacaBridge(
             service,
             accounts,
@@ -252,6 +264,8 @@ class FolioServer:
         await self.leader.stop()
         if self.ingest is not None:
             await self.ingest.stop()
+        if self.recorder is not None:
+            await self.recorder.stop()
         if self.manager is not None:
             await self.manager.stop()
         if self.bridge is not None:

@@ -118,6 +118,7 @@ class Settings:
     session_ttl_s: int = 12 * 3600
     sync_interval_s: float = 60.0
     stale_after_s: float = 30.0
+    account_history_interval_s: float = 10.0
     max_message_bytes: int = 64 * 1024
     simulator_port: int = 0
     simulator_month_s: float = 20.0
@@ -173,6 +174,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "session_ttl_s": lambda n, v: _parse_int(n, v, minimum=60),
     "sync_interval_s": lambda n, v: _parse_float(n, v, minimum=0.1),
     "stale_after_s": lambda n, v: _parse_float(n, v, minimum=0.1),
+    "account_history_interval_s": lambda n, v: _parse_float(n, v, minimum=0.5),
     "max_message_bytes": lambda n, v: _parse_int(n, v, minimum=256),
     "simulator_port": lambda n, v: _parse_int(n, v, minimum=0, maximum=65535),
     "simulator_month_s": lambda n, v: _parse_float(n, v, minimum=0.1),
@@ -204,6 +206,7 @@ SETTINGS_HELP: dict[str, str] = {
     "session_ttl_s": "session lifetime in seconds",
     "sync_interval_s": "seconds between REST reconciliations with the broker",
     "stale_after_s": "seconds without a broker message before clients are told data is stale",
+    "account_history_interval_s": "seconds between recorded account points (the day's chart)",
     "max_message_bytes": "largest accepted WebSocket frame (bytes)",
     "simulator_port": "port of the embedded simulator in demo mode (0 = any free port)",
     "simulator_month_s": "seconds of replay per recorded month in demo mode",

@@ -1,39 +1,96 @@
 """REST views of the portfolio, for fallback polling and reconciliation (REQ-8, REQ-9).
 
 Same shapes as the stream, plus the user's current ``seq`` and ``epoch`` so a client can line the
-REST answer up with the events it has seen.
+REST answer up with the events it has seen. ``?symbols=AAPL,MSFT`` narrows positions, orders and
+trades as the socket's ``subscribe.symbols`` does. ``/api/account/history`` serves the recorded
+account points of the day (:mod:`storage.history`).
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
-from handlers.base import BaseHandler
+from handlers.base import ApiError, BaseHandler
+from storage.history import HISTORY_PERIODS
+from streaming.money import fmt_money
+from streaming.protocol import ProtocolError, parse_symbols
 
-__all__ = ["PortfolioHandler", "HealthHandler"]
+__all__ = ["PortfolioHandler", "HealthHandler", "AccountHistoryHandler"]
 
 
 class PortfolioHandler(BaseHandler):
-    """``GET /api/positions|orders|account|trades`` for the logged-in trader (401 otherwise)."""
+    """``GET /api/positions|orders|account|trades`` for the logged-in trader (401 otherwise).
+
+    ``?symbols=A,B`` (positions, orders, trades): only those symbols (same rules as the socket's
+    ``symbols``; a bad one → 400 ``invalid_field``). The account is never filtered.
+    """
 
     def initialize(self, view: str) -> None:
         self.view = view
 
+    def _symbols(self) -> frozenset[str] | None:
+        raw = self.get_query_argument("symbols", None)
+        if raw is None:
+            return None
+        try:
+            return parse_symbols([s for s in raw.split(",") if s.strip()])
+        except ProtocolError as exc:
+            raise ApiError(400, "invalid_field", exc.message) from None
+
     async def get(self) -> None:
         auth = await self.require_user()
+        symbols = self._symbols()
         user_id = auth.user.user_id
         seq, epoch = await self.ctx.manager.broker.position(user_id)
         state = self.ctx.service.state(user_id)
         body: dict[str, Any] = {"userId": user_id, "seq": seq, "epoch": epoch}
+
+        def wanted(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            return items if symbols is None else [i for i in items if i["symbol"] in symbols]
+
         if self.view == "positions":
-            body["positions"] = state.positions() if state else []
+            body["positions"] = wanted(state.positions()) if state else []
         elif self.view == "orders":
-            body["orders"] = state.orders() if state else []
+            body["orders"] = wanted(state.orders()) if state else []
         elif self.view == "account":
             body["account"] = state.account() if state else None
         else:
-            body["trades"] = state.trades() if state else []
+            body["trades"] = wanted(state.trades()) if state else []
         self.write_json(body)
+
+
+class AccountHistoryHandler(BaseHandler):
+    """``GET /api/account/history?period=1D``: the trader's recorded equity and day P&L.
+
+    → ``{"userId", "period": "1D", "points": [{"timestamp", "equity", "dayPnl"}]}``, oldest
+    first, the last 24 hours; ``dayPnl`` is null where it was unknown. A period other than
+    ``1D`` → 400 ``invalid_field``; not logged in → 401.
+    """
+
+    async def get(self) -> None:
+        period = self.get_query_argument("period", "1D")
+        span = HISTORY_PERIODS.get(period)
+        if span is None:
+            allowed = ", ".join(HISTORY_PERIODS)
+            raise ApiError(400, "invalid_field", f"period: must be one of {allowed}")
+        auth = await self.require_user()
+        since = datetime.now(UTC) - span
+        points = await self.ctx.auth.store.account_points(auth.user.id, since)
+        self.write_json(
+            {
+                "userId": auth.user.user_id,
+                "period": period,
+                "points": [
+                    {
+                        "timestamp": p.at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                        "equity": fmt_money(p.equity),
+                        "dayPnl": None if p.day_pnl is None else fmt_money(p.day_pnl),
+                    }
+                    for p in points
+                ],
+            }
+        )
 
 
 class HealthHandler(BaseHandler):

@@ -20,12 +20,14 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from storage.crypto import KeyBox, hash_password, verify_password
 
 __all__ = [
+    "AccountPoint",
     "User",
     "Session",
     "LinkedAccount",
@@ -82,6 +84,16 @@ class LinkedAccount:
 
     def __repr__(self) -> str:
         return f"LinkedAccount(user_id={self.user_id!r}, username={self.username!r}, key=***)"
+
+
+@dataclass(frozen=True)
+class AccountPoint:
+    """One recorded account figure: ``equity`` and ``day_pnl`` in USD (None: unknown)."""
+
+    user_id: int
+    at: datetime
+    equity: Decimal
+    day_pnl: Decimal | None
 
 
 def _now() -> datetime:
@@ -301,6 +313,45 @@ class Store(ABC):
             "UPDATE sessions SET revoked_at = ? WHERE sid = ? AND revoked_at IS NULL",
             (self._ts(_now()), sid),
         )
+
+    # -- account history ------------------------------------------------------------------------
+    async def add_account_points(self, points: Sequence[AccountPoint]) -> None:
+        """Record account points; a point for a (user, instant) already recorded is skipped.
+
+        Args:
+            points: ``at`` aware UTC datetimes; money as exact Decimals (stored to the cent).
+        """
+        for p in points:
+            day_pnl = None if p.day_pnl is None else str(p.day_pnl)
+            await self._query(
+                "INSERT INTO account_snapshots (user_id, at, equity, day_pnl) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (user_id, at) DO NOTHING",
+                (p.user_id, self._ts(p.at.astimezone(UTC)), str(p.equity), day_pnl),
+            )
+
+    async def account_points(self, user_id: int, since: datetime) -> list[AccountPoint]:
+        """Return ``user_id``'s points recorded at or after ``since`` (UTC), oldest first."""
+        rows = await self._query(
+            "SELECT user_id, at, equity, day_pnl FROM account_snapshots "
+            "WHERE user_id = ? AND at >= ? ORDER BY at",
+            (user_id, self._ts(since.astimezone(UTC))),
+        )
+        return [
+            AccountPoint(
+                int(r[0]),
+                self._from_ts(r[1]),
+                Decimal(str(r[2])),
+                None if r[3] is None else Decimal(str(r[3])),
+            )
+            for r in rows
+        ]
+
+    async def prune_account_points(self, before: datetime) -> int:
+        """Delete every point recorded before ``before`` (UTC); return how many."""
+        cutoff = self._ts(before.astimezone(UTC))
+        rows = await self._query("SELECT COUNT(*) FROM account_snapshots WHERE at < ?", (cutoff,))
+        await self._query("DELETE FROM account_snapshots WHERE at < ?", (cutoff,))
+        return int(rows[0][0]) if rows else 0
 
 
 _DUMMY: list[str] = []

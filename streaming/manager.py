@@ -294,7 +294,8 @@ class StreamManager:
     async def handle(self, client: Client, msg: ClientMessage) -> None:
         """Act on one parsed client message.
 
-        ``subscribe`` adds channels (and replaces the symbol filter when ``symbols`` is given),
+        ``subscribe`` adds channels (and replaces the symbol filter when ``symbols`` is given;
+        ``null`` clears it),
         answers ``subscribed``, then replays missed events when ``lastSeq``/``epoch`` are still
         in history, or sends a ``snapshot`` of the subscribed channels. ``unsubscribe`` removes
         channels and answers ``subscribed`` with what remains. ``ping`` answers ``pong``.
@@ -308,7 +309,7 @@ class StreamManager:
             await self.control(client, EventType.SUBSCRIBED, self._sub_data(sub, False))
             return
         sub.channels |= set(msg.channels)
-        if msg.symbols is not None:
+        if msg.symbols_given:  # a key present replaces the filter; null clears it
             sub.symbols = msg.symbols
         # Live events published while we answer (a Redis round trip can take a while) are held
         # and released afterwards, minus those the snapshot or replay already covers.

@@ -19,7 +19,7 @@ import ujson
 
 from streaming.events import Channel
 
-__all__ = ["ClientMessage", "ProtocolError", "parse_client_message", "MAX_SYMBOLS"]
+__all__ = ["ClientMessage", "ProtocolError", "parse_client_message", "parse_symbols", "MAX_SYMBOLS"]
 
 #: Upper bound on ``symbols`` in one message, so a client cannot make filtering expensive.
 MAX_SYMBOLS = 500
@@ -43,6 +43,8 @@ class ClientMessage:
         type: ``subscribe``, ``unsubscribe`` or ``ping``.
         channels: the channels named (empty for ``ping``).
         symbols: upper-cased symbols, or None for "all symbols".
+        symbols_given: whether the message had a ``symbols`` key at all; a later ``subscribe``
+            replaces the connection's filter only then (``null`` clears it, absent keeps it).
         last_seq: the last ``seq`` the client saw on an earlier connection, or None.
         epoch: the epoch that ``last_seq`` belongs to, or None.
     """
@@ -52,6 +54,7 @@ class ClientMessage:
     symbols: frozenset[str] | None = None
     last_seq: int | None = None
     epoch: str | None = None
+    symbols_given: bool = False
 
 
 def _channels(value: Any) -> frozenset[Channel]:
@@ -71,7 +74,18 @@ def _channels(value: Any) -> frozenset[Channel]:
     return frozenset(out)
 
 
-def _symbols(value: Any) -> frozenset[str] | None:
+def parse_symbols(value: Any) -> frozenset[str] | None:
+    """Validate a symbol filter: a list of at most :data:`MAX_SYMBOLS` ticker symbols, or None.
+
+    Args:
+        value: the decoded JSON value (or a list of strings from a query string).
+
+    Returns:
+        The upper-cased symbols, or None ("all symbols") for None.
+
+    Raises:
+        ProtocolError: ``invalid_field`` naming the bad symbol or the shape.
+    """
     if value is None:
         return None
     if not isinstance(value, list) or len(value) > MAX_SYMBOLS:
@@ -121,7 +135,7 @@ def parse_client_message(frame: str | bytes) -> ClientMessage:
     if kind == "ping":
         return ClientMessage("ping")
     channels = _channels(raw.get("channels"))
-    symbols = _symbols(raw.get("symbols"))
+    symbols = parse_symbols(raw.get("symbols"))
     last_seq, epoch = raw.get("lastSeq"), raw.get("epoch")
     if last_seq is not None and (
         isinstance(last_seq, bool) or not isinstance(last_seq, int) or last_seq < 0
@@ -133,4 +147,4 @@ def parse_client_message(frame: str | bytes) -> ClientMessage:
         raise ProtocolError("invalid_field", "lastSeq and epoch must be given together")
     if kind == "unsubscribe" and "symbols" in raw:
         raise ProtocolError("invalid_field", "unsubscribe takes channels only, not symbols")
-    return ClientMessage(kind, channels, symbols, last_seq, epoch)
+    return ClientMessage(kind, channels, symbols, last_seq, epoch, symbols_given="symbols" in raw)

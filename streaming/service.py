@@ -234,6 +234,10 @@ class PortfolioService:
             "trades": state.trades(),
         }
 
+    def accounts(self) -> list[tuple[str, dict[str, Any] | None]]:
+        """Return ``(user_id, AccountUpdate wire dict or None)`` for every trader (history)."""
+        return [(user_id, state.account()) for user_id, state in self._states.items()]
+
     def status(self) -> dict[str, Any]:
         """Return the broker-feed status for the admin stats."""
         return {

@@ -209,6 +209,26 @@ async def test_symbol_and_channel_filters(folio: Running) -> None:
 
 
 @pytest.mark.gen_test(timeout=30)
+async def test_later_subscribe_replaces_or_clears_the_symbol_filter(folio: Running) -> None:
+    """symbols on a later subscribe replaces the filter, null clears it, absent keeps it."""
+    cookie = await folio.login()
+    conn = await folio.connect(cookie)
+    user = await folio.user_id("alice")
+    ack, _ = await subscribe(conn, ["orders"], symbols=["MSFT"])
+    ack, _ = await subscribe(conn, ["orders"], symbols=["TSLA"])
+    assert ack["data"]["symbols"] == ["TSLA"]
+    ack, _ = await subscribe(conn, ["orders"])  # no key: the filter stays
+    assert ack["data"]["symbols"] == ["TSLA"]
+    await folio.push(user, "order_update", ORDER)  # AAPL: filtered out
+    assert await no_message(conn, 0.3)
+    ack, _ = await subscribe(conn, ["orders"], symbols=None)  # null: every symbol again
+    assert ack["data"]["symbols"] is None
+    await folio.push(user, "order_update", {**ORDER, "orderId": "after-clear"})
+    msg = await recv_type(conn, "order_update")
+    assert msg["data"]["orderId"] == "after-clear"
+
+
+@pytest.mark.gen_test(timeout=30)
 async def test_seq_increases_by_one_and_replay_after_reconnect(folio: Running) -> None:
     """seq is consecutive; reconnecting with lastSeq+epoch replays exactly the missed events."""
     cookie = await folio.login()

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from storage.crypto import InvalidToken
-from storage.db import Store, UserExistsError, open_store
+from storage.db import MIGRATIONS_DIR, Store, UserExistsError, open_store
 from tests.conftest import postgres_schema_url
 
 SECRET = "s" * 32
@@ -34,13 +34,16 @@ def run(coro: Any) -> Any:
 
 
 def test_migrations_apply_once(store_url: str) -> None:
-    """A new database gets 0001_initial; opening it again applies nothing."""
+    """A new database gets every migration file of its dialect; opening it again applies nothing."""
 
     async def go() -> None:
         store = await _open(store_url)
         assert await store.migrate() == []
-        rows = await store._query("SELECT version FROM schema_migrations")
-        assert [r[0] for r in rows] == ["0001_initial"]
+        rows = await store._query("SELECT version FROM schema_migrations ORDER BY version")
+        dialect = "sqlite" if store_url.startswith("sqlite") else "postgres"
+        files = sorted(p.name.split(".")[0] for p in MIGRATIONS_DIR.glob(f"*.{dialect}.sql"))
+        assert [r[0] for r in rows] == files
+        assert files[:2] == ["0001_initial", "0002_account_history"]
         await store.close()
 
     run(go())
