@@ -13,8 +13,9 @@ export const FLASH_MS = 500;
 export type FlashDirection = 'up' | 'down';
 
 const FLASH_COLOURS: Record<FlashDirection, [string, string]> = {
-  up: ['rgba(22, 163, 74, 0.35)', 'rgba(22, 163, 74, 0)'],
-  down: ['rgba(220, 38, 38, 0.35)', 'rgba(220, 38, 38, 0)'],
+  // light enough that the sign-coloured text keeps 4.5:1 on it in both themes
+  up: ['rgba(22, 163, 74, 0.2)', 'rgba(22, 163, 74, 0)'],
+  down: ['rgba(220, 38, 38, 0.2)', 'rgba(220, 38, 38, 0)'],
 };
 
 /** The framer-motion keyframes of one flash; no transform at all with reduced motion. */

@@ -188,7 +188,7 @@ export function PositionsTable({ positions, loading, fetchedAt, equity, prices, 
                 const at = updatedMs(p, fetchedAt);
                 const updated = updatedLabel(at === null ? null : now - at);
                 return (
-                  <tr key={row.id} data-testid={`position-${p.symbol}`} data-symbol={p.symbol}>
+                  <tr key={row.id} data-testid={`position-${p.symbol}`} data-symbol={p.symbol} data-unrealized-pnl={p.unrealizedPnl}>
                     {row.getVisibleCells().map((cell) => {
                       const meta = cell.column.columnDef.meta as { num?: boolean; testId?: string } | undefined;
                       const label = String(cell.column.columnDef.header);

@@ -58,7 +58,7 @@ export function UPlotChart({ times, series, height, axes = true, format, theme }
       axes: axes
         ? [
             { stroke: text, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid } },
-            { stroke: text, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid }, size: 80, values: (_u, vals) => vals.map(fmt) },
+            { stroke: text, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid }, size: 96, values: (_u, vals) => vals.map(fmt) },
           ]
         : [{ show: false }, { show: false }],
       series: [
