@@ -78,7 +78,8 @@ def test_login_shows_live_dashboard_with_positions(page: Any, spa_server: Server
     wait_for_positions(page)
     row = page.locator("[data-testid=positions-table] tbody tr").first
     # the age is shown only once it says something (10 s or older)
-    expect(row.get_by_test_id("last-updated")).to_have_text(re.compile(r"^(|Updated \d+[smh] ago)$"))
+    fresh_or_age = re.compile(r"^(|Updated \d+[smh] ago)$")
+    expect(row.get_by_test_id("last-updated")).to_have_text(fresh_or_age)
     # P&L carries a sign/arrow besides its colour
     pnl = row.get_by_test_id("unrealized-pnl")
     expect(pnl).to_have_text(re.compile(r"^(▲ \+|▼ -)?\$[\d,]+\.\d\d$"))

@@ -30,10 +30,21 @@ def trader_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPr
     shutil.rmtree(workdir, ignore_errors=True)
 
 
-def new_page(chromium: Any, **options: Any) -> Any:
-    options.setdefault("viewport", {"width": 1280, "height": 900})
-    options.setdefault("locale", "en-US")
-    return chromium.new_context(**options).new_page()
+@pytest.fixture
+def new_page(chromium: Any) -> Iterator[Any]:
+    """``new_page(**context_options)``; every context is closed after the test (each open page
+    holds one of the trader's five sockets)."""
+    contexts: list[Any] = []
+
+    def make(**options: Any) -> Any:
+        options.setdefault("viewport", {"width": 1280, "height": 900})
+        options.setdefault("locale", "en-US")
+        contexts.append(chromium.new_context(**options))
+        return contexts[-1].new_page()
+
+    yield make
+    for context in contexts:
+        context.close()
 
 
 def me(page: Any) -> dict[str, Any]:
@@ -58,6 +69,11 @@ def position(symbol: str, unrealized: str) -> dict[str, Any]:
 def show_a_position(page: Any, server: ServerProcess, symbol: str = "SHOW") -> None:
     """Push a position through the hook so the table has a row whatever the auto-trader holds."""
     expect(page.get_by_test_id("status-dot")).to_have_attribute("data-tone", "green")
+    # after the first REST answer: an event that arrives before it is left to that answer
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=positions-table]')"
+        " || document.querySelector('.positions')?.textContent.includes('No open positions')"
+    )
     assert server.push_event(me(page)["userId"], "position_update", position(symbol, "1.25")) == 202
     page.locator(f"[data-testid=position-{symbol}]").wait_for(timeout=10_000)
 
@@ -87,9 +103,9 @@ def realized_from_fills(fills: list[dict[str, str]]) -> Decimal:
 
 
 def test_realized_pnl_after_a_close_equals_the_fills(
-    chromium: Any, trader_server: ServerProcess
+    new_page: Any, trader_server: ServerProcess
 ) -> None:
-    page = new_page(chromium)
+    page = new_page()
     login(page, trader_server.base_url)
     account = page.evaluate("fetch('/api/account').then((r) => r.json())")["account"]
     if account is None or "realizedPnlToday" not in account:
@@ -124,15 +140,15 @@ def test_realized_pnl_after_a_close_equals_the_fills(
 
 
 def test_sorting_by_unrealized_pnl_orders_the_rows(
-    chromium: Any, trader_server: ServerProcess
+    new_page: Any, trader_server: ServerProcess
 ) -> None:
-    page = new_page(chromium)
+    page = new_page()
     login(page, trader_server.base_url)
-    expect(page.get_by_test_id("status-dot")).to_have_attribute("data-tone", "green")
+    show_a_position(page, trader_server, "SRTD")
     user = me(page)["userId"]
     for symbol, pnl in (("SRTA", "5.00"), ("SRTB", "-12.50"), ("SRTC", "130.25")):
         assert trader_server.push_event(user, "position_update", position(symbol, pnl)) == 202
-    page.locator("[data-testid=position-SRTC]").wait_for()
+    page.locator("[data-testid=position-SRTC]").wait_for(timeout=10_000)
     header = page.locator("th[data-column=unrealizedPnl]")
     expect(header).to_have_attribute("aria-sort", "none")
     # keyboard: focus the header's button and press Enter (ascending), then Space (descending)
@@ -155,13 +171,14 @@ def test_sorting_by_unrealized_pnl_orders_the_rows(
     expect(page.locator("th[data-column=symbol]")).to_have_attribute("aria-sort", "none")
     # the totals row sums what is shown
     total = page.get_by_test_id("total-unrealized-pnl").inner_text()
-    assert total.endswith(f"{sum(got):,.2f}"), (total, got)
+    sign = "-" if sum(got) < 0 else "+"
+    assert f"{sign}${abs(sum(got)):,.2f}" in total, (total, got)
 
 
 def test_symbol_filter_reduces_what_the_socket_delivers(
-    chromium: Any, trader_server: ServerProcess
+    new_page: Any, trader_server: ServerProcess
 ) -> None:
-    page = new_page(chromium)
+    page = new_page()
     frames: list[dict[str, Any]] = []
     sent: list[dict[str, Any]] = []
 
@@ -217,9 +234,9 @@ def test_symbol_filter_reduces_what_the_socket_delivers(
 
 
 def test_equity_chart_gains_points_and_keeps_them_after_reload(
-    chromium: Any, trader_server: ServerProcess
+    new_page: Any, trader_server: ServerProcess
 ) -> None:
-    page = new_page(chromium)
+    page = new_page()
     login(page, trader_server.base_url)
     chart = page.get_by_test_id("equity-chart")
     chart.wait_for(timeout=15_000)
@@ -238,8 +255,8 @@ def test_equity_chart_gains_points_and_keeps_them_after_reload(
     assert int(chart.get_attribute("data-points") or 0) >= len(recorded["points"])
 
 
-def test_phone_width_has_no_horizontal_scroll(chromium: Any, trader_server: ServerProcess) -> None:
-    page = new_page(chromium, viewport={"width": 390, "height": 844}, is_mobile=True)
+def test_phone_width_has_no_horizontal_scroll(new_page: Any, trader_server: ServerProcess) -> None:
+    page = new_page(viewport={"width": 390, "height": 844}, is_mobile=True)
     login(page, trader_server.base_url)
     show_a_position(page, trader_server, "PHONE")
     page.get_by_test_id("equity-chart").wait_for(timeout=15_000)
@@ -250,11 +267,11 @@ def test_phone_width_has_no_horizontal_scroll(chromium: Any, trader_server: Serv
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 def test_theme_follows_the_system_and_axe_finds_no_serious_violation(
-    chromium: Any, trader_server: ServerProcess, scheme: str
+    new_page: Any, trader_server: ServerProcess, scheme: str
 ) -> None:
     from axe_playwright_python.sync_playwright import Axe
 
-    page = new_page(chromium, color_scheme=scheme, reduced_motion="reduce")
+    page = new_page(color_scheme=scheme, reduced_motion="reduce")
     login(page, trader_server.base_url)
     assert page.evaluate("document.documentElement.dataset.theme") == scheme
     show_a_position(page, trader_server, "THEME")
@@ -276,4 +293,3 @@ def test_theme_follows_the_system_and_axe_finds_no_serious_violation(
     page.reload()
     page.get_by_test_id("username").wait_for()
     assert page.evaluate("document.documentElement.dataset.theme") == other
-    page.context.close()
