@@ -207,7 +207,9 @@ class FolioServer:
             async def user_exists(user_id: str) -> bool:
                 return await store.get_user(int(user_id)) is not None
 
-            self.ingest = RedisIngest(s.redis_url, manager.emit, user_exists, prefix=s.redis_prefix)
+            self.ingest = RedisIngest(
+                s.redis_url, service.accept_pushed, user_exists, prefix=s.redis_prefix
+            )
         await self.bridge.start()
         await self.leader.start()
         if self.ingest is not None:

@@ -3,7 +3,7 @@
 ``Authorization: Bearer <INTERNAL_TOKEN>`` (compared in constant time; with no token configured
 the hook is disabled and always answers 401). Body ``{"userId", "type", "data"}``; ``data`` is
 validated against the schema of ``type`` (:func:`streaming.events.validate_pushed_event`, shared
-with the Redis ingest).
+with the Redis ingest). Events that carry state are kept by the service (:mod:`streaming.pushed`).
 → 202 ``{"accepted": true}``; bad body → 400 naming the field; unknown user → 404.
 """
 
@@ -18,7 +18,7 @@ __all__ = ["InternalEventsHandler"]
 
 
 class InternalEventsHandler(BaseHandler):
-    """Accepts one event for one user and emits it through batching and fan-out."""
+    """Accepts one event for one user: its state is kept, and it is emitted through fan-out."""
 
     def _check_token(self) -> None:
         expected = self.ctx.settings.internal_token
@@ -39,5 +39,6 @@ class InternalEventsHandler(BaseHandler):
             raise ApiError(400, "invalid_field", str(exc)) from None
         if await self.ctx.auth.store.get_user(int(user_id)) is None:
             raise ApiError(404, "unknown_user", f"userId: no user {user_id}")
-        self.ctx.manager.emit(user_id, type_, data)
+        # positions, orders and the account are kept (REST, snapshots); trades are relayed
+        self.ctx.service.accept_pushed(user_id, type_, data)
         self.write_json({"accepted": True}, status=202)

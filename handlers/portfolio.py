@@ -43,20 +43,20 @@ class PortfolioHandler(BaseHandler):
         symbols = self._symbols()
         user_id = auth.user.user_id
         seq, epoch = await self.ctx.manager.broker.position(user_id)
-        state = self.ctx.service.state(user_id)
+        service = self.ctx.service
         body: dict[str, Any] = {"userId": user_id, "seq": seq, "epoch": epoch}
 
         def wanted(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
             return items if symbols is None else [i for i in items if i["symbol"] in symbols]
 
         if self.view == "positions":
-            body["positions"] = wanted(state.positions()) if state else []
+            body["positions"] = wanted(service.positions(user_id))
         elif self.view == "orders":
-            body["orders"] = wanted(state.orders()) if state else []
+            body["orders"] = wanted(service.orders(user_id))
         elif self.view == "account":
-            body["account"] = state.account() if state else None
+            body["account"] = service.account(user_id)
         else:
-            body["trades"] = wanted(state.trades()) if state else []
+            body["trades"] = wanted(service.trades(user_id))
         self.write_json(body)
 
 

@@ -37,7 +37,8 @@ class RedisIngest:
 
     Args:
         url: ``redis://…``.
-        emit: ``emit(user_id, type, data)`` — the stream manager's.
+        emit: ``emit(user_id, type, data)`` — the service's ``accept_pushed`` (keeps the state
+            pushed events carry, then relays them).
         user_exists: coroutine function telling whether a userId exists.
         prefix: key prefix.
     """

@@ -18,7 +18,8 @@ from decimal import Decimal
 from typing import Any
 
 from streaming.manager import StreamManager
-from streaming.portfolio import PortfolioState
+from streaming.portfolio import CLOSED_ORDER_STATUSES, PortfolioState
+from streaming.pushed import PushedState
 
 __all__ = ["PortfolioService"]
 
@@ -57,6 +58,8 @@ class PortfolioService:
         #: True when other processes serve connections too (Redis): status events then go to
         #: every trader, not only to those connected to this process.
         self.shared_fanout = False
+        #: State carried by events other services pushed (hook, ingest): see streaming/pushed.py.
+        self._pushed: dict[str, PushedState] = {}
 
     # -- accounts -----------------------------------------------------------------------------
     def add_account(self, user_id: str) -> PortfolioState:
@@ -224,19 +227,62 @@ class PortfolioService:
     # -- reads ----------------------------------------------------------------------------------
     def snapshot(self, user_id: str) -> dict[str, Any]:
         """Return the trader's current positions, open orders, account and recent trades."""
-        state = self._states.get(user_id)
-        if state is None:
-            return {"positions": [], "orders": [], "account": None, "trades": []}
         return {
-            "positions": state.positions(),
-            "orders": state.orders(open_only=True),
-            "account": state.account(),
-            "trades": state.trades(),
+            "positions": self.positions(user_id),
+            "orders": self.orders(user_id, open_only=True),
+            "account": self.account(user_id),
+            "trades": self.trades(user_id),
         }
+
+    # -- pushed events (internal hook, Redis ingest) ------------------------------------------
+    def accept_pushed(self, user_id: str, type_: str, data: dict[str, Any]) -> None:
+        """Take an event another service pushed: keep its state, then relay it.
+
+        Args:
+            user_id: an existing user (the caller checked).
+            type_: a hook type; ``position_update``/``order_update``/``account_update`` carry
+                state and are kept (:mod:`streaming.pushed`), ``trade_executed`` is relayed only.
+            data: data already validated by :func:`streaming.events.validate_pushed_event`.
+        """
+        pushed = self._pushed.get(user_id)
+        if pushed is None:
+            pushed = self._pushed[user_id] = PushedState()
+        pushed.apply(type_, data)
+        self.manager.emit(user_id, type_, data)
+
+    # -- reads: the broker's state with pushed state laid over ---------------------------------
+    def positions(self, user_id: str) -> list[dict[str, Any]]:
+        """Return the trader's open positions (``PositionUpdate`` dicts, by symbol)."""
+        state = self._states.get(user_id)
+        broker = state.positions() if state else []
+        pushed = self._pushed.get(user_id)
+        return pushed.positions(broker) if pushed else broker
+
+    def orders(self, user_id: str, *, open_only: bool = False) -> list[dict[str, Any]]:
+        """Return the trader's remembered (or only open) orders, newest first."""
+        state = self._states.get(user_id)
+        broker = state.orders(open_only=open_only) if state else []
+        pushed = self._pushed.get(user_id)
+        if pushed is None:
+            return broker
+        return pushed.orders(broker, CLOSED_ORDER_STATUSES if open_only else None)
+
+    def account(self, user_id: str) -> dict[str, Any] | None:
+        """Return the trader's ``AccountUpdate``, or None when none is known."""
+        state = self._states.get(user_id)
+        broker = state.account() if state else None
+        pushed = self._pushed.get(user_id)
+        return pushed.account(broker) if pushed else broker
+
+    def trades(self, user_id: str) -> list[dict[str, Any]]:
+        """Return the trader's recent executions (the broker's; pushed ones are notifications)."""
+        state = self._states.get(user_id)
+        return state.trades() if state else []
 
     def accounts(self) -> list[tuple[str, dict[str, Any] | None]]:
         """Return ``(user_id, AccountUpdate wire dict or None)`` for every trader (history)."""
-        return [(user_id, state.account()) for user_id, state in self._states.items()]
+        users = dict.fromkeys([*self._states, *self._pushed])
+        return [(user_id, self.account(user_id)) for user_id in users]
 
     def status(self) -> dict[str, Any]:
         """Return the broker-feed status for the admin stats."""

@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 
 from storage.db import AccountPoint
-from tests.conftest import Running, wait
+from tests.conftest import Running, subscribe, wait
 
 
 @pytest.mark.gen_test(timeout=30)
@@ -110,3 +110,77 @@ async def test_rest_views_filter_by_symbols(folio: Running) -> None:
     for bad in ("BAD%20SYMBOL", "A" * 17, ",".join(f"S{i}" for i in range(501))):
         code, body = await folio.get_json(f"/api/positions?symbols={bad}", cookie)
         assert code == 400 and body["error"]["code"] == "invalid_field", bad
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_pushed_state_survives_a_reload(folio: Running) -> None:
+    """Positions, orders and the account pushed through the hook are in REST and the snapshot;
+    a trade is relayed only; a pushed quantity 0 removes the position again."""
+    user = await folio.user_id("alice")
+    position = {
+        "symbol": "PUSH",
+        "quantity": "3",
+        "currentPrice": "12.34",
+        "entryPrice": "12.00",
+        "unrealizedPnl": "1.02",
+        "unrealizedPnlPercent": "2.83",
+        "marketValue": "37.02",
+        "side": "long",
+        "openedAt": "2026-11-25T14:31:02Z",
+        "updatedAt": "2099-01-01T00:00:00Z",
+    }
+    order = {
+        "orderId": "push-1",
+        "brokerOrderId": "b-push-1",
+        "symbol": "PUSH",
+        "side": "buy",
+        "type": "market",
+        "status": "new",
+        "qty": "3",
+        "submittedAt": "2099-01-01T00:00:00Z",
+    }
+    trade = {
+        "executionId": "push-x",
+        "orderId": "push-1",
+        "symbol": "PUSH",
+        "side": "buy",
+        "qty": "3",
+        "price": "12.34",
+        "timestamp": "2099-01-01T00:00:00Z",
+    }
+    account = {
+        "equity": "123.45",
+        "buyingPower": "100.00",
+        "cash": "100.00",
+        "portfolioValue": "123.45",
+        "dayPnl": "1.00",
+        "dayPnlPercent": "0.82",
+        "timestamp": "2099-01-01T00:00:00Z",
+    }
+    for type_, data in (
+        ("position_update", position),
+        ("order_update", order),
+        ("trade_executed", trade),
+        ("account_update", account),
+    ):
+        assert (await folio.push(user, type_, data)).code == 202
+    cookie = await folio.login()
+    _, body = await folio.get_json("/api/positions", cookie)
+    assert [p["symbol"] for p in body["positions"]] == ["PUSH"]
+    _, body = await folio.get_json("/api/orders", cookie)
+    assert body["orders"][0]["orderId"] == "push-1"
+    _, body = await folio.get_json("/api/account", cookie)
+    assert body["account"]["equity"] == "123.45"
+    _, body = await folio.get_json("/api/trades", cookie)
+    assert all(t["executionId"] != "push-x" for t in body["trades"])
+    conn = await folio.connect(cookie)
+    _, snap = await subscribe(conn)
+    assert snap is not None
+    assert [p["symbol"] for p in snap["data"]["positions"]] == ["PUSH"]
+    assert [o["orderId"] for o in snap["data"]["orders"]] == ["push-1"]
+    assert snap["data"]["account"]["equity"] == "123.45"
+    # closing it through the hook removes it from REST too
+    closed = {**position, "quantity": "0", "updatedAt": "2099-01-01T00:00:01Z"}
+    assert (await folio.push(user, "position_update", closed)).code == 202
+    _, body = await folio.get_json("/api/positions", cookie)
+    assert body["positions"] == []
