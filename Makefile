@@ -51,9 +51,9 @@ clean:
 client:
 	cd client && npm ci --no-audit --no-fund && npm run build
 
-# Vitest unit tests, type check, and "static/ is what the sources build".
+# Vitest unit tests, type check, the first-load JS budget (150 kB gzipped), and "static/ is what the sources build".
 client-test:
-	cd client && npm ci --no-audit --no-fund && npm run typecheck && npm test && npm run build
+	cd client && npm ci --no-audit --no-fund && npm run typecheck && npm test && npm run build && npm run check-bundle
 	git diff --exit-code -- static/ || (echo "static/ differs from what client/ builds: run 'make client' and commit" && exit 1)
 
 # Browser end-to-end tests (Debian chromium driven by Playwright).

@@ -102,4 +102,21 @@ describe('P&L flash (REQ-12) and reduced motion (REQ-13)', () => {
     expect(screen.getByTestId('pnl').dataset.flash).toBeUndefined();
     expect(animateSpy).not.toHaveBeenCalled();
   });
+
+  it('a fall of a positive P&L keeps its gain colour and tells screen readers "down since last update"', () => {
+    const { rerender } = renderPnl('10.00');
+    rerender(
+      <PnlValue value="9.50" testId="pnl">
+        9.50
+      </PnlValue>,
+    );
+    const el = screen.getByTestId('pnl');
+    expect(el.dataset.flash).toBe('down');
+    expect(el.className).toContain('gain'); // the sign's colour, not the flash's
+    expect(el.className).not.toContain('loss');
+    expect(el.textContent).toContain('(down since last update)');
+    act(() => vi.advanceTimersByTime(FLASH_MS));
+    expect(el.textContent).not.toContain('since last update');
+  });
 });
+

@@ -217,4 +217,18 @@ describe('useRealtime* hooks write stream events into the query cache', () => {
     hook.unmount();
     expect(ws.closedByClient?.code).toBe(1000);
   });
+
+  it('a symbol filter narrows the socket and refetches positions, orders and trades with ?symbols', async () => {
+    const hook = await mount();
+    expect(api.positions).toHaveBeenLastCalledWith(null);
+    act(() => hook.result.current.stream.setSymbols(['msft']));
+    expect(factory.last.sent.at(-1)).toMatchObject({ type: 'subscribe', symbols: ['MSFT'] });
+    await waitFor(() => {
+      expect(api.positions).toHaveBeenLastCalledWith(['MSFT']);
+      expect(api.orders).toHaveBeenLastCalledWith(['MSFT']);
+      expect(api.trades).toHaveBeenLastCalledWith(['MSFT']);
+    });
+    expect(api.account).toHaveBeenCalledTimes(1); // the account is never filtered
+    expect(hook.result.current.stream.symbols).toEqual(['MSFT']);
+  });
 });

@@ -280,3 +280,34 @@ describe('PortfolioStream messages', () => {
     expect(s.eventsAfter(0, 'other-epoch')).toEqual([]);
   });
 });
+
+describe('PortfolioStream symbol filter', () => {
+  it('narrows the subscription at once, keeps it on reconnect, and clears it with null', () => {
+    const onGap = vi.fn();
+    const s = make({ onGap });
+    s.start();
+    factory.last.serverOpen();
+    factory.last.serverSend(event('snapshot', 10, { positions: [] }));
+    expect(s.setSymbols([' msft', 'aapl', 'AAPL'])).toBe(true);
+    expect(s.symbols).toEqual(['AAPL', 'MSFT']);
+    expect(factory.last.sent.at(-1)).toEqual({
+      type: 'subscribe',
+      channels: ['positions', 'orders', 'account', 'trades'],
+      symbols: ['AAPL', 'MSFT'],
+    });
+    expect(s.setSymbols(['MSFT', 'AAPL'])).toBe(false); // same filter: nothing sent
+    expect(factory.last.sent).toHaveLength(2);
+    // filtered: events for other symbols are skipped, so a jump in seq is not a loss
+    expect(s.gapDetection).toBe(false);
+    factory.last.serverSend(event('position_update', 14, position('AAPL')));
+    expect(onGap).not.toHaveBeenCalled();
+    // a reconnect subscribes with the filter (and resumes from lastSeq)
+    factory.last.serverClose(1006);
+    vi.advanceTimersByTime(1000);
+    factory.last.serverOpen();
+    expect(factory.last.sent[0]).toMatchObject({ symbols: ['AAPL', 'MSFT'], lastSeq: 14, epoch: EPOCH });
+    expect(s.setSymbols(null)).toBe(true);
+    expect(factory.last.sent.at(-1)).toEqual({ type: 'subscribe', channels: ['positions', 'orders', 'account', 'trades'], symbols: null });
+    expect(s.gapDetection).toBe(true);
+  });
+});

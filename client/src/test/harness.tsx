@@ -25,6 +25,7 @@ export function fakeApi(over: Partial<Api> = {}): FakeApi {
     orders: vi.fn(async () => ({ ...env, orders: [] })),
     account: vi.fn(async () => ({ ...env, account: account() })),
     trades: vi.fn(async () => ({ ...env, trades: [] })),
+    accountHistory: vi.fn(async () => ({ userId: '1', period: '1D', points: [] })),
     ...over,
   } as FakeApi;
 }

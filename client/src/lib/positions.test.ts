@@ -1,0 +1,66 @@
+import { describe, expect, it } from 'vitest';
+import { parseSymbolFilter, positionRows, positionTotals, updatedLabel } from './positions';
+import { multiplyDecimals, percentOf, subtractDecimals, sumDecimals } from './decimal';
+import { position } from '../test/fixtures';
+
+describe('exact decimal arithmetic', () => {
+  it('sums, subtracts, multiplies and takes percentages without floats', () => {
+    expect(sumDecimals(['0.1', '0.2'])).toBe('0.3');
+    expect(sumDecimals(['-1.005', '1', '0.005'])).toBe('0');
+    expect(sumDecimals([])).toBe('0');
+    expect(sumDecimals(['1', 'x'])).toBeNull();
+    expect(subtractDecimals('397.27', '125.46')).toBe('271.81');
+    expect(subtractDecimals('-1', '-1.5')).toBe('0.5');
+    expect(multiplyDecimals('187.32', '10')).toBe('1873.2');
+    expect(multiplyDecimals('-0.1', '0.3')).toBe('-0.03');
+    expect(percentOf('1873.20', '100000')).toBe('1.87');
+    expect(percentOf('1', '3')).toBe('33.33');
+    expect(percentOf('2', '3')).toBe('66.67');
+    expect(percentOf('1', '0')).toBeNull();
+  });
+});
+
+describe('positions table figures', () => {
+  const rows = positionRows(
+    [
+      position('AAPL', { quantity: '10', entryPrice: '180.00', marketValue: '1873.20', unrealizedPnl: '73.20', realizedPnl: '10.005' }),
+      position('TSLA', { side: 'short', quantity: '3', entryPrice: '250.10', marketValue: '-741.00', unrealizedPnl: '9.30', realizedPnl: null }),
+    ],
+    '100000.00',
+  );
+
+  it('adds cost basis and allocation (|market value| / equity)', () => {
+    expect(rows.map((r) => [r.costBasis, r.allocationPercent])).toEqual([
+      ['1800', '1.87'],
+      ['750.3', '0.74'],
+    ]);
+    expect(positionRows([position('X')], null)[0]!.allocationPercent).toBeNull();
+  });
+
+  it('totals are exact sums rounded once; realized only from the positions that carry it', () => {
+    const t = positionTotals(rows, '100000.00');
+    expect(t).toEqual({
+      marketValue: '1132.20',
+      costBasis: '2550.30',
+      unrealizedPnl: '82.50',
+      realizedPnl: '10.01',
+      realizedPnlToday: null,
+      allocationPercent: '2.61',
+    });
+    expect(positionTotals([], null).realizedPnl).toBeNull();
+  });
+
+  it('parses a typed symbol filter', () => {
+    expect(parseSymbolFilter(' aapl, msft  tsla;aapl ')).toEqual(['AAPL', 'MSFT', 'TSLA']);
+    expect(parseSymbolFilter('   ')).toBeNull();
+    expect(parseSymbolFilter('BRK.B, $$$')).toEqual(['BRK.B']);
+  });
+
+  it('shows the age only once it says something, highlighted past STALE_AFTER_S', () => {
+    expect(updatedLabel(null)).toEqual({ text: '', stale: false });
+    expect(updatedLabel(9_999)).toEqual({ text: '', stale: false });
+    expect(updatedLabel(12_000)).toEqual({ text: 'Updated 12s ago', stale: false });
+    expect(updatedLabel(31_000)).toEqual({ text: 'Updated 31s ago', stale: true });
+    expect(updatedLabel(125_000)).toEqual({ text: 'Updated 2m ago', stale: true });
+  });
+});
