@@ -66,16 +66,42 @@ def position(symbol: str, unrealized: str) -> dict[str, Any]:
     }
 
 
+PUSHED: list[tuple[ServerProcess, str, str]] = []
+
+
+def close_position(server: ServerProcess, user_id: str, symbol: str) -> None:
+    closed = {**position(symbol, "0.00"), "quantity": "0", "updatedAt": "2099-01-01T00:00:01Z"}
+    server.push_event(user_id, "position_update", closed)
+
+
+@pytest.fixture(autouse=True)
+def close_pushed_positions() -> Iterator[None]:
+    """Positions pushed by a test are kept by the server: close them again afterwards."""
+    yield
+    while PUSHED:
+        close_position(*PUSHED.pop())
+
+
+def push_position(page: Any, server: ServerProcess, symbol: str, pnl: str = "1.25") -> None:
+    user = me(page)["userId"]
+    assert server.push_event(user, "position_update", position(symbol, pnl)) == 202
+    PUSHED.append((server, user, symbol))
+
+
 def show_a_position(page: Any, server: ServerProcess, symbol: str = "SHOW") -> None:
-    """Push a position through the hook so the table has a row whatever the auto-trader holds."""
+    """Make sure the table has a row: the auto-trader's (for the screenshots), else a pushed one."""
     expect(page.get_by_test_id("status-dot")).to_have_attribute("data-tone", "green")
-    # after the first REST answer: an event that arrives before it is left to that answer
+    # after the first REST answer
     page.wait_for_function(
         "() => document.querySelector('[data-testid=positions-table]')"
         " || document.querySelector('.positions')?.textContent.includes('No open positions')"
     )
-    assert server.push_event(me(page)["userId"], "position_update", position(symbol, "1.25")) == 202
-    page.locator(f"[data-testid=position-{symbol}]").wait_for(timeout=10_000)
+    rows = page.locator("[data-testid=positions-table] tbody tr")
+    try:
+        rows.first.wait_for(timeout=20_000)
+    except Exception:
+        push_position(page, server, symbol)
+        page.locator(f"[data-testid=position-{symbol}]").wait_for(timeout=10_000)
 
 
 def realized_from_fills(fills: list[dict[str, str]]) -> Decimal:
@@ -145,9 +171,8 @@ def test_sorting_by_unrealized_pnl_orders_the_rows(
     page = new_page()
     login(page, trader_server.base_url)
     show_a_position(page, trader_server, "SRTD")
-    user = me(page)["userId"]
     for symbol, pnl in (("SRTA", "5.00"), ("SRTB", "-12.50"), ("SRTC", "130.25")):
-        assert trader_server.push_event(user, "position_update", position(symbol, pnl)) == 202
+        push_position(page, trader_server, symbol, pnl)
     page.locator("[data-testid=position-SRTC]").wait_for(timeout=10_000)
     header = page.locator("th[data-column=unrealizedPnl]")
     expect(header).to_have_attribute("aria-sort", "none")
