@@ -26,11 +26,11 @@ event): utime+stime of each server process and of ``redis-server`` (pid from ``I
 ``/proc/<pid>/stat``); Redis ``INFO stats`` deltas (commands processed, network output bytes);
 and, per process, the bytes its pub/sub connection received from Redis (``ss -ti``
 ``bytes_received`` of the socket that ``CLIENT LIST`` flags ``P``) with its subscription counts.
-"Publications received" is those bytes divided by the bytes of one publication of the same run
-(pub/sub bytes of all processes ÷ publications they needed, for targeted runs, where each process
-needs exactly its users' events; pattern publications carry the pattern too, so they are counted
-with the bytes per message of the pattern run's process that held the most users, see the notes
-printed). The machine is shared: compare the two modes by their ratios in the same run.
+"Publications received" is those bytes divided by the bytes of one publication: pub/sub bytes of
+all processes ÷ publications they needed, over the targeted runs (there each process needs exactly
+its users' events), plus, for a pattern subscription, the RESP2 bytes of ``pmessage`` and the
+pattern that every such message carries besides. The machine is shared: compare the two modes by
+their ratios in the same run.
 
 Not part of the test suite: ``.venv/bin/python bench/cluster_fanout.py --help``.
 """
