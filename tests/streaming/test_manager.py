@@ -129,6 +129,7 @@ def sub_msg(
         frozenset(symbols) if symbols is not None else None,
         last_seq,
         epoch,
+        symbols_given=symbols is not None,
     )
 
 

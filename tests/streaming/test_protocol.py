@@ -64,6 +64,19 @@ def test_subscribe_symbols_null_means_all():
     assert msg.symbols is None
 
 
+def test_symbols_given_tells_null_from_absent():
+    """null (clear the filter) and an absent key (keep it) both parse to None: symbols_given
+    tells them apart."""
+    cleared = parse_client_message(frame(type="subscribe", channels=["orders"], symbols=None))
+    kept = parse_client_message(frame(type="subscribe", channels=["orders"]))
+    narrowed = parse_client_message(frame(type="subscribe", channels=["orders"], symbols=["X"]))
+    assert (cleared.symbols_given, kept.symbols_given, narrowed.symbols_given) == (
+        True,
+        False,
+        True,
+    )
+
+
 def test_subscribe_empty_symbols_is_an_empty_filter():
     """An empty list is a filter that matches nothing (not "all symbols")."""
     msg = parse_client_message(frame(type="subscribe", channels=["orders"], symbols=[]))
