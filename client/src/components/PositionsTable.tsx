@@ -57,7 +57,9 @@ export interface PositionsTableProps {
 export function PositionsTable({ positions, loading, fetchedAt, equity, prices, filtered }: PositionsTableProps) {
   const now = useNow(1000);
   const [sorting, setSorting] = useState<SortingState>([{ id: 'symbol', desc: false }]);
-  const rows = useMemo(() => positionRows(positions ?? [], equity), [positions, equity]);
+  // the day change depends on the last close: recomputed when the minute changes, not every tick
+  const minute = Math.floor(now / 60_000);
+  const rows = useMemo(() => positionRows(positions ?? [], equity, minute * 60_000), [positions, equity, minute]);
   const totals = useMemo(() => positionTotals(rows, equity), [rows, equity]);
   const hasRealized = totals.realizedPnl !== null;
 
@@ -104,6 +106,16 @@ export function PositionsTable({ positions, loading, fetchedAt, equity, prices, 
         meta: { num: true },
         cell: (c) => money(c.getValue(), 'realized-pnl'),
       }),
+      col.accessor('dayChange', {
+        header: 'Day change',
+        sortingFn: decimalSort,
+        meta: { num: true },
+        cell: (c) => (
+          <span title={c.getValue() == null ? 'Held since before the last close, or no realized figure from the server' : undefined}>
+            {money(c.getValue(), 'day-change')}
+          </span>
+        ),
+      }),
       col.accessor((r) => r.realizedPnlToday ?? null, {
         id: 'realizedPnlToday',
         header: 'Realized today',
@@ -118,7 +130,14 @@ export function PositionsTable({ positions, loading, fetchedAt, equity, prices, 
   const table = useReactTable({
     data: rows,
     columns,
-    state: { sorting, columnVisibility: { realizedPnl: hasRealized, realizedPnlToday: totals.realizedPnlToday !== null } },
+    state: {
+      sorting,
+      columnVisibility: {
+        realizedPnl: hasRealized,
+        realizedPnlToday: totals.realizedPnlToday !== null,
+        dayChange: rows.some((r) => r.dayChange !== null),
+      },
+    },
     onSortingChange: setSorting,
     getCoreRowModel: getCoreRowModel(),
     getSortedRowModel: getSortedRowModel(),
@@ -134,6 +153,7 @@ export function PositionsTable({ positions, loading, fetchedAt, equity, prices, 
     unrealizedPnl: money(totals.unrealizedPnl, 'total-unrealized-pnl'),
     realizedPnl: money(totals.realizedPnl, 'total-realized-pnl'),
     realizedPnlToday: money(totals.realizedPnlToday, 'total-realized-pnl-today'),
+    dayChange: money(totals.dayChange, 'total-day-change'),
   };
 
   return (

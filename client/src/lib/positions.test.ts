@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseSymbolFilter, positionRows, positionTotals, updatedLabel } from './positions';
+import { lastCloseBefore, parseSymbolFilter, positionDayChange, positionRows, positionTotals, updatedLabel } from './positions';
 import { multiplyDecimals, percentOf, subtractDecimals, sumDecimals } from './decimal';
 import { position } from '../test/fixtures';
 
@@ -45,6 +45,7 @@ describe('positions table figures', () => {
       unrealizedPnl: '82.50',
       realizedPnl: '10.01',
       realizedPnlToday: null,
+      dayChange: null,
       allocationPercent: '2.61',
     });
     expect(positionTotals([], null).realizedPnl).toBeNull();
@@ -62,5 +63,33 @@ describe('positions table figures', () => {
     expect(updatedLabel(12_000)).toEqual({ text: 'Updated 12s ago', stale: false });
     expect(updatedLabel(31_000)).toEqual({ text: 'Updated 31s ago', stale: true });
     expect(updatedLabel(125_000)).toEqual({ text: 'Updated 2m ago', stale: true });
+  });
+});
+
+describe('day change per position', () => {
+  const utc = (...a: [number, number, number, number, number?]) => Date.UTC(...a);
+
+  it('finds the last 16:00 New York close, in winter and summer time', () => {
+    expect(lastCloseBefore(utc(2026, 11, 1, 15, 0))).toBe(utc(2026, 10, 30, 21, 0)); // 10:00 EST
+    expect(lastCloseBefore(utc(2026, 11, 1, 22, 0))).toBe(utc(2026, 11, 1, 21, 0)); // 17:00 EST
+    expect(lastCloseBefore(utc(2026, 6, 1, 21, 0))).toBe(utc(2026, 6, 1, 20, 0)); // 17:00 EDT
+    expect(lastCloseBefore(utc(2026, 6, 1, 19, 59))).toBe(utc(2026, 5, 30, 20, 0)); // 15:59 EDT
+  });
+
+  it('is unrealized + realized today for a position opened since the close, else unknown', () => {
+    const now = utc(2026, 11, 1, 18, 0);
+    const today = '2026-12-01T15:00:00.000000Z';
+    expect(positionDayChange(position('A', { openedAt: today, unrealizedPnl: '73.20', realizedPnlToday: '10.005' }), now)).toBe('83.21');
+    expect(positionDayChange(position('A', { openedAt: today, unrealizedPnl: '-5.00', realizedPnl: '1.00' }), now)).toBe('-4.00');
+    // no realized figure: a partial close could be hidden
+    expect(positionDayChange(position('A', { openedAt: today }), now)).toBeNull();
+    // held since before the last close: the previous close price would be needed
+    expect(positionDayChange(position('A', { openedAt: '2026-11-30T15:00:00Z', realizedPnlToday: '0' }), now)).toBeNull();
+    const rows = positionRows(
+      [position('A', { openedAt: today, unrealizedPnl: '1.00', realizedPnlToday: '0' }), position('B', { openedAt: today, unrealizedPnl: '2.50', realizedPnlToday: '0.25' })],
+      '1000',
+      now,
+    );
+    expect(positionTotals(rows, '1000').dayChange).toBe('3.75');
   });
 });

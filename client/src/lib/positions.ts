@@ -8,16 +8,23 @@ export interface PositionRow extends PositionUpdate {
   costBasis: string;
   /** |marketValue| / equity × 100, 2 dp; null when the equity is unknown or zero */
   allocationPercent: string | null;
+  /** P&L today (USD, 2 dp), null when unknown: see positionDayChange */
+  dayChange: string | null;
 }
 
 /** Cost basis and allocation for each position. `equity` is the account's (null: unknown). */
-export function positionRows(positions: readonly PositionUpdate[], equity: string | null | undefined): PositionRow[] {
+export function positionRows(
+  positions: readonly PositionUpdate[],
+  equity: string | null | undefined,
+  nowMs: number = Date.now(),
+): PositionRow[] {
   return positions.map((p) => {
     const mv = absDecimal(p.marketValue) ?? '0';
     return {
       ...p,
       costBasis: multiplyDecimals(p.entryPrice, p.quantity) ?? '0',
       allocationPercent: equity ? percentOf(mv, equity) : null,
+      dayChange: positionDayChange(p, nowMs),
     };
   });
 }
@@ -29,6 +36,8 @@ export interface PositionTotals {
   /** null when no position carries realizedPnl (older server) */
   realizedPnl: string | null;
   realizedPnlToday: string | null;
+  /** null unless every row's day change is known */
+  dayChange: string | null;
   allocationPercent: string | null;
 }
 
@@ -51,6 +60,7 @@ export function positionTotals(rows: readonly PositionRow[], equity: string | nu
     unrealizedPnl: sum2(rows.map((r) => r.unrealizedPnl)),
     realizedPnl: sumOptional(rows.map((r) => r.realizedPnl)),
     realizedPnlToday: sumOptional(rows.map((r) => r.realizedPnlToday)),
+    dayChange: rows.length && rows.every((r) => r.dayChange !== null) ? sum2(rows.map((r) => r.dayChange!)) : null,
     allocationPercent: equity ? percentOf(gross, equity) : null,
   };
 }
@@ -76,4 +86,48 @@ export function updatedLabel(ageMs: number | null): { text: string; stale: boole
   if (s < SHOW_UPDATED_AFTER_S) return { text: '', stale: false };
   const text = s < 60 ? `${s}s ago` : s < 3600 ? `${Math.floor(s / 60)}m ago` : `${Math.floor(s / 3600)}h ago`;
   return { text: `Updated ${text}`, stale: s >= STALE_AFTER_S };
+}
+
+// --- day change per position ---
+
+function easternParts(ms: number): { y: number; m: number; d: number; h: number } {
+  const parts = new Intl.DateTimeFormat('en-US', {
+    timeZone: 'America/New_York',
+    year: 'numeric',
+    month: 'numeric',
+    day: 'numeric',
+    hour: 'numeric',
+    hourCycle: 'h23',
+  }).formatToParts(new Date(ms));
+  const get = (t: string) => Number(parts.find((p) => p.type === t)?.value);
+  return { y: get('year'), m: get('month'), d: get('day'), h: get('hour') };
+}
+
+/**
+ * The last 16:00 America/New_York at or before `nowMs` (weekends and holidays not skipped: a
+ * position opened before it is simply "not opened since the last close"). Alpaca's last_equity,
+ * the base of the account's day P&L, is the equity at that close.
+ */
+export function lastCloseBefore(nowMs: number): number {
+  const et = easternParts(nowMs);
+  let day = Date.UTC(et.y, et.m - 1, et.d);
+  if (et.h < 16) day -= 24 * 3600 * 1000;
+  // 16:00 EST is 21:00 UTC; in daylight time (EDT) it is 20:00 UTC.
+  let close = day + 21 * 3600 * 1000;
+  if (easternParts(close).h === 17) close -= 3600 * 1000;
+  return close;
+}
+
+/**
+ * A position's P&L today, when it can be known without the previous close: for a position opened
+ * since the last close, all its unrealized P&L is today's, plus what it realized today
+ * (`realizedPnlToday`, else `realizedPnl`). Null for an older position or when the server sends no
+ * realized figure (it could hide a partial close).
+ */
+export function positionDayChange(p: PositionUpdate, nowMs: number): string | null {
+  const opened = p.openedAt ? Date.parse(p.openedAt) : NaN;
+  if (Number.isNaN(opened) || opened < lastCloseBefore(nowMs)) return null;
+  const realized = p.realizedPnlToday ?? p.realizedPnl;
+  if (realized == null) return null;
+  return roundDecimal(sumDecimals([p.unrealizedPnl, realized]) ?? '0', 2);
 }
