@@ -17,6 +17,7 @@ from tornado.web import HTTPError, RequestHandler
 from config.settings import Settings
 from streaming.auth import COOKIE_NAME, Authenticated, SessionAuth
 from streaming.manager import StreamManager
+from streaming.ratelimit import KeyedBuckets, retry_after_header
 from streaming.service import PortfolioService
 
 __all__ = ["Context", "BaseHandler", "ApiError", "NotFoundHandler"]
@@ -34,15 +35,21 @@ class Context:
     service: PortfolioService
     #: More sections for the admin stats: values, or callables evaluated per request.
     extra_status: dict[str, Any] = field(default_factory=dict)
+    #: WebSocket upgrade attempts per client address (None: unlimited).
+    upgrades: KeyedBuckets | None = None
 
 
 class ApiError(HTTPError):
-    """An HTTP error with a machine-readable ``code`` for the JSON body."""
+    """An HTTP error with a machine-readable ``code`` for the JSON body.
+
+    ``retry_after`` (seconds as text), when set, becomes the ``Retry-After`` header.
+    """
 
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(status, reason=None, log_message=message)
         self.code = code
         self.message = message
+        self.retry_after: str | None = None
 
 
 class BaseHandler(RequestHandler):
@@ -70,6 +77,8 @@ class BaseHandler(RequestHandler):
         exc = kwargs.get("exc_info", (None, None))[1]
         if isinstance(exc, ApiError):
             code, message = exc.code, exc.message
+            if exc.retry_after is not None:
+                self.set_header("Retry-After", exc.retry_after)
         elif isinstance(exc, HTTPError) and exc.log_message:
             code, message = (
                 "http_error",
@@ -79,6 +88,19 @@ class BaseHandler(RequestHandler):
             code, message = "http_error", self._reason
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.finish(ujson.dumps({"error": {"code": code, "message": message}}))
+
+    def retry_later(self, status: int, wait_s: float, code: str, message: str) -> ApiError:
+        """Return an :class:`ApiError` to raise whose response carries ``Retry-After``.
+
+        Args:
+            status: 429 or 503.
+            wait_s: seconds to wait (rounded up to whole seconds, at least 1).
+            code: the JSON error code.
+            message: the one-line message.
+        """
+        error = ApiError(status, code, message)
+        error.retry_after = retry_after_header(wait_s)
+        return error
 
     def json_body(self) -> dict[str, Any]:
         """Decode the request body as a JSON object.

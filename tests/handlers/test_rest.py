@@ -265,8 +265,9 @@ async def test_whole_server_on_postgresql(make_server: Any) -> None:
 
 
 @pytest.mark.gen_test(timeout=30)
-async def test_cookie_is_secure_behind_an_https_proxy(folio: Running) -> None:
-    """X-Forwarded-Proto: https (TLS at the proxy) → the session cookie is marked Secure."""
+async def test_cookie_is_secure_behind_an_https_proxy(make_server: Any) -> None:
+    """X-Forwarded-Proto: https from a TRUSTED_PROXIES peer → the session cookie is Secure."""
+    folio = await make_server(trusted_proxies="127.0.0.1")
     resp = await folio.request(
         "POST",
         "/api/login",
@@ -276,6 +277,20 @@ async def test_cookie_is_secure_behind_an_https_proxy(folio: Running) -> None:
     assert resp.code == 200
     cookie = next(h for h in resp.headers.get_list("Set-Cookie") if h.startswith("session="))
     assert "; Secure" in cookie and "HttpOnly" in cookie
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_forwarding_headers_ignored_without_trusted_proxies(folio: Running) -> None:
+    """Without TRUSTED_PROXIES, X-Forwarded-Proto/X-Real-IP from any client change nothing."""
+    resp = await folio.request(
+        "POST",
+        "/api/login",
+        {"username": "alice", "password": "demo"},
+        headers={"X-Forwarded-Proto": "https", "X-Real-IP": "203.0.113.9"},
+    )
+    assert resp.code == 200
+    cookie = next(h for h in resp.headers.get_list("Set-Cookie") if h.startswith("session="))
+    assert "; Secure" not in cookie
 
 
 @pytest.mark.gen_test(timeout=30)
