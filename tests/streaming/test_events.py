@@ -385,7 +385,7 @@ def test_optional_decimal_validated_when_present():
 
 @pytest.mark.parametrize(
     "value",
-    ["", "X" * 11, "AA PL", "$SPY", "AAPL;", 5, None, "BF/B", "a-b", "1AB", "\uff21PPL", "\u00c4PPL"],
+    ["", "X" * 11, "AA PL", "$SPY", "AAPL;", 5, None, "BF/B", "a-b", "1AB", "\uff21PL", "\u00c4PL"],
 )
 def test_bad_symbols(value):
     err = field_error("trade_executed", trade(symbol=value))
