@@ -38,7 +38,7 @@ from handlers.base import Context, NotFoundHandler
 from handlers.internal import InternalEventsHandler
 from handlers.limits import LimitedHTTPServer
 from handlers.portfolio import HealthHandler, PortfolioHandler
-from handlers.spa import SpaHandler
+from handlers.spa import AssetHandler, SpaHandler
 from handlers.ws import PortfolioSocket
 from storage.crypto import PasswordHasher
 from storage.db import StorageError, Store, UserExistsError, open_store
@@ -92,8 +92,8 @@ def make_app(ctx: Context, static_dir: Path = STATIC_DIR) -> tornado.web.Applica
         (r"/metrics", MetricsHandler),
         (r"/internal/events", InternalEventsHandler),
         (r"/(?:api|ws|internal)/.*", NotFoundHandler),
-        (r"/assets/(.*)", tornado.web.StaticFileHandler, {"path": str(static_dir / "assets")}),
-        (r"/(favicon\.(?:ico|svg))", tornado.web.StaticFileHandler, {"path": str(static_dir)}),
+        (r"/assets/(.*)", AssetHandler, {"path": str(static_dir / "assets")}),
+        (r"/(favicon\.(?:ico|svg))", AssetHandler, {"path": str(static_dir)}),
         (r"/(.*)", SpaHandler, {"static_dir": str(static_dir)}),
     ]
     return tornado.web.Application(

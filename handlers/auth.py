@@ -33,16 +33,16 @@ class LoginHandler(BaseHandler):
             result = await self.ctx.auth.login(username, password, self.request.remote_ip or "")
         except LoginThrottled as exc:
             logins.labels(result="throttled").inc()
-            raise self.retry_later(
+            raise ApiError(
                 429,
-                exc.retry_after_s,
                 "too_many_attempts",
                 "too many failed logins: wait before trying again",
+                retry_after_s=exc.retry_after_s,
             ) from None
         except HasherBusy:
             logins.labels(result="busy").inc()
-            raise self.retry_later(
-                503, 1.0, "busy", "too many logins in progress: try again in a second"
+            raise ApiError(
+                503, "busy", "too many logins in progress: try again in a second", retry_after_s=1
             ) from None
         except StorageError:
             logins.labels(result="storage_error").inc()

@@ -15,6 +15,7 @@ import ujson
 from tornado.web import HTTPError, RequestHandler
 
 from config.settings import Settings
+from handlers.headers import apply_security_headers
 from streaming.auth import COOKIE_NAME, Authenticated, SessionAuth
 from streaming.manager import StreamManager
 from streaming.ratelimit import KeyedBuckets, retry_after_header
@@ -42,14 +43,16 @@ class Context:
 class ApiError(HTTPError):
     """An HTTP error with a machine-readable ``code`` for the JSON body.
 
-    ``retry_after`` (seconds as text), when set, becomes the ``Retry-After`` header.
+    ``retry_after_s``, when given, becomes the ``Retry-After`` header (whole seconds, >= 1).
     """
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, retry_after_s: float | None = None
+    ) -> None:
         super().__init__(status, reason=None, log_message=message)
         self.code = code
         self.message = message
-        self.retry_after: str | None = None
+        self.retry_after = None if retry_after_s is None else retry_after_header(retry_after_s)
 
 
 class BaseHandler(RequestHandler):
@@ -66,7 +69,7 @@ class BaseHandler(RequestHandler):
     def set_default_headers(self) -> None:
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.set_header("Cache-Control", "no-store")
-        self.set_header("X-Content-Type-Options", "nosniff")
+        apply_security_headers(self)
 
     def write_json(self, payload: Any, status: int = 200) -> None:
         """Finish the request with ``payload`` as JSON and HTTP ``status``."""
@@ -88,19 +91,6 @@ class BaseHandler(RequestHandler):
             code, message = "http_error", self._reason
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.finish(ujson.dumps({"error": {"code": code, "message": message}}))
-
-    def retry_later(self, status: int, wait_s: float, code: str, message: str) -> ApiError:
-        """Return an :class:`ApiError` to raise whose response carries ``Retry-After``.
-
-        Args:
-            status: 429 or 503.
-            wait_s: seconds to wait (rounded up to whole seconds, at least 1).
-            code: the JSON error code.
-            message: the one-line message.
-        """
-        error = ApiError(status, code, message)
-        error.retry_after = retry_after_header(wait_s)
-        return error
 
     def json_body(self) -> dict[str, Any]:
         """Decode the request body as a JSON object.
@@ -143,7 +133,7 @@ class BaseHandler(RequestHandler):
             ApiError: 403 ``bad_origin``.
         """
         origin = self.request.headers.get("Origin")
-        if origin is not None and origin.rstrip("/") not in self.ctx.settings.origins():
+        if origin is not None and origin not in self.ctx.settings.origins():
             raise ApiError(403, "bad_origin", f"origin {origin!r} is not allowed")
 
 

@@ -7,10 +7,18 @@ Before the upgrade (no socket is opened when refused):
   WebSockets are open to cross-site hijacking otherwise);
 - with ``ENABLE_REALTIME_PORTFOLIO=false`` this handler is not routed at all (404).
 
+- more than ``WS_UPGRADE_BURST`` upgrade attempts from one address at once (refilled at
+  ``WS_UPGRADE_RATE`` a second) → HTTP 429 with ``Retry-After``, before the session is looked up.
+
 After it: the user's 6th connection gets an ``error`` ``max_connections`` and is closed with 1008
 (REQ-3). Frames over ``MAX_MESSAGE_BYTES`` are closed with 1009 by Tornado
-(``websocket_max_message_size``). Every other bad frame gets an ``error`` and the connection stays
-open. Exceptions in message handling are logged and close only this connection with 1011.
+(``websocket_max_message_size``). Frames breaking RFC 6455 are closed with 1002 or 1007
+(:mod:`handlers.ws_strict`). More than ``WS_MESSAGE_BURST`` messages at once (refilled at
+``WS_MESSAGE_RATE`` a second) get an ``error`` ``rate_limited``; a client still sending while over
+the limit is closed with 1008. A ``subscribe`` with ``lastSeq`` while the previous replay is still
+being written to the socket gets an ``error`` ``replay_in_progress`` (one replay in flight per
+connection). Every other bad frame gets an ``error`` and the connection stays open. Exceptions in
+message handling are logged and close only this connection with 1011.
 
 Back-pressure: if a client stops reading and more than ``MAX_BUFFERED_BYTES`` pile up in its
 socket's write buffer, it is closed with 4002 rather than letting server memory grow.
@@ -21,13 +29,17 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from tornado.websocket import WebSocketClosedError, WebSocketHandler
+from tornado.iostream import StreamClosedError
+from tornado.websocket import WebSocketClosedError, WebSocketHandler, WebSocketProtocol
 
 from handlers.base import Context
+from handlers.headers import apply_security_headers
+from handlers.ws_strict import StrictWebSocketProtocol13
 from streaming.auth import COOKIE_NAME
 from streaming.closecodes import CloseCode
 from streaming.events import EventType
 from streaming.protocol import ProtocolError, parse_client_message
+from streaming.ratelimit import TokenBucket, retry_after_header
 from streaming.subscription import Subscription
 
 __all__ = ["PortfolioSocket", "MAX_BUFFERED_BYTES"]
@@ -55,7 +67,21 @@ class PortfolioSocket(WebSocketHandler):
         return ctx
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
-        """Authorise the upgrade request (401 without a valid session), then upgrade."""
+        """Authorise the upgrade request, then upgrade.
+
+        429 over the per-address upgrade rate, 401 without a valid session.
+        """
+        upgrades = self.ctx.upgrades
+        if upgrades is not None and not upgrades.take(self.request.remote_ip or ""):
+            self.ctx.manager.metrics.http_refused.labels(reason="upgrade_rate").inc()
+            self.set_status(429)
+            self.set_header("Content-Type", "application/json; charset=utf-8")
+            self.set_header("Retry-After", retry_after_header(1.0))
+            self.finish(
+                '{"error": {"code": "too_many_attempts", '
+                '"message": "too many connection attempts: wait before trying again"}}'
+            )
+            return
         auth = await self.ctx.auth.verify(self.get_cookie(COOKIE_NAME))
         if auth is None:
             self.set_status(401)
@@ -69,9 +95,18 @@ class PortfolioSocket(WebSocketHandler):
         self._registered = False
         await super().get(*args, **kwargs)
 
+    def set_default_headers(self) -> None:
+        """Security headers on the refusals (401/403/429 JSON) too (issue 7)."""
+        apply_security_headers(self)
+
     def check_origin(self, origin: str) -> bool:
-        """Accept only ``ALLOWED_ORIGINS`` (default: the server's own origin)."""
-        return origin.rstrip("/") in self.ctx.settings.origins()
+        """Accept only an ``Origin`` exactly in ``ALLOWED_ORIGINS`` (default: the server's own).
+
+        Exact string comparison: no trailing-slash, case or other header (``Host``,
+        ``X-Forwarded-Host``) can widen it. Requests without ``Origin`` are not from a browser
+        (browsers always send it on upgrades), so cross-site hijacking does not apply to them.
+        """
+        return origin in self.ctx.settings.origins()
 
     def get_compression_options(self) -> dict[str, Any] | None:
         """Enable permessage-deflate (RFC 7692): portfolio JSON compresses well."""
@@ -91,6 +126,35 @@ class PortfolioSocket(WebSocketHandler):
             self.close(CloseCode.POLICY_VIOLATION, "Maximum connections exceeded")
             return
         self._registered = True
+        # -- issue 7: per-connection message rate limit and one replay in flight.
+        s = self.ctx.settings
+        self._bucket = TokenBucket(s.ws_message_rate, s.ws_message_burst)
+        self._rate_warned = False
+        self._replay_written: Any = None
+
+    def _over_rate(self) -> bool:
+        """Take a token; on the first refusal warn (``rate_limited``), on the next close 1008."""
+        if self._bucket.take():
+            self._rate_warned = False
+            return False
+        if self._rate_warned:
+            log.info("user %s closed: message rate limit exceeded", self.user_id)
+            self.close(CloseCode.POLICY_VIOLATION, "Rate limit exceeded")
+        else:
+            self._rate_warned = True
+        return True
+
+    def _replay_in_flight(self) -> bool:
+        """True while the frames of this connection's last replay are not all written out."""
+        return self._replay_written is not None and not self._replay_written.done()
+
+    def _mark_replay_written(self) -> None:
+        """Remember when everything queued so far (the replay) has reached the kernel."""
+        stream = getattr(self.ws_connection, "stream", None)
+        try:
+            self._replay_written = stream.write(b"") if stream is not None else None
+        except StreamClosedError:
+            self._replay_written = None
 
     async def on_message(self, message: str | bytes) -> None:
         """Parse one frame (the only place) and hand it to the manager."""
@@ -98,16 +162,40 @@ class PortfolioSocket(WebSocketHandler):
             return
         manager = self.ctx.manager
         manager.seen(self)
+        if self._over_rate():
+            if not self.ws_connection or self.ws_connection.is_closing():
+                return
+            await manager.error(self, "rate_limited", "too many messages: slow down")
+            return
         try:
             msg = parse_client_message(message)
         except ProtocolError as exc:
             await manager.error(self, exc.code, exc.message)
             return
+        replay = msg.type == "subscribe" and msg.last_seq is not None
+        if replay and self._replay_in_flight():
+            await manager.error(
+                self, "replay_in_progress", "the previous replay is still being sent"
+            )
+            return
         try:
             await manager.handle(self, msg)
+            if replay:
+                self._mark_replay_written()
         except Exception:
             log.exception("error handling a message from user %s", self.user_id)
             self.close(CloseCode.INTERNAL_ERROR, "Internal error")
+
+    def get_websocket_protocol(self) -> WebSocketProtocol | None:
+        """Tornado's RFC 6455 protocol made strict (1002/1007, :mod:`handlers.ws_strict`).
+
+        issue 7; the fan-out's own protocol subclass (issue 6) composes with
+        ``StrictFramesMixin`` the same way.
+        """
+        protocol = super().get_websocket_protocol()
+        if protocol is None:
+            return None
+        return StrictWebSocketProtocol13(self, False, protocol.params)  # type: ignore[attr-defined]
 
     def on_pong(self, data: bytes) -> None:
         """A pong counts as life (heartbeat)."""

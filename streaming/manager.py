@@ -232,8 +232,7 @@ class StreamManager:
         client.last_seen = self._clock()
 
     def sweep(self) -> None:
-        """Heartbeat tick: close unresponsive connections with 4000, expired sessions with 4001,
-        ping the others when due.
+        """Heartbeat tick: 4000 for unresponsive connections, 4001 for expired sessions, pings.
 
         A connection is unresponsive when its oldest unanswered ping was sent at least
         ``heartbeat_timeout_s`` ago, not counting the longest stall of the event loop since then

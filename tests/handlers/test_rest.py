@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import ujson
 
-from tests.conftest import TOKEN, Running, recv_type, subscribe
+from tests.conftest import HEALTHY, TOKEN, Running, recv_type, subscribe
 from tests.handlers.test_ws import ACCOUNT, ORDER, POSITION
 
 
@@ -97,7 +97,7 @@ async def test_rest_views_need_a_session_and_answer_with_seq(folio: Running) -> 
 @pytest.mark.gen_test(timeout=30)
 async def test_health(folio: Running) -> None:
     """/api/health needs no session."""
-    assert await folio.get_json("/api/health") == (200, {"status": "ok", "realtime": True})
+    assert await folio.get_json("/api/health") == (200, HEALTHY)
 
 
 @pytest.mark.gen_test(timeout=30)
@@ -304,4 +304,4 @@ async def test_oversized_body_refused_and_server_keeps_serving(folio: Running) -
         assert resp.code in (400, 413, 599)
     except Exception as exc:  # the server may close the connection while we still send
         assert "Stream closed" in str(exc) or "Connection" in str(exc), exc
-    assert await folio.get_json("/api/health") == (200, {"status": "ok", "realtime": True})
+    assert await folio.get_json("/api/health") == (200, HEALTHY)
