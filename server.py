@@ -36,7 +36,7 @@ from handlers.admin import MetricsHandler, StatsHandler
 from handlers.auth import LoginHandler, LogoutHandler, MeHandler
 from handlers.base import Context, NotFoundHandler
 from handlers.internal import InternalEventsHandler
-from handlers.limits import LimitedHTTPServer
+from handlers.limits import LimitedHTTPServer, log_request
 from handlers.portfolio import HealthHandler, PortfolioHandler
 from handlers.spa import AssetHandler, SpaHandler
 from handlers.ws import PortfolioSocket
@@ -100,6 +100,7 @@ def make_app(ctx: Context, static_dir: Path = STATIC_DIR) -> tornado.web.Applica
         routes,
         ctx=ctx,
         websocket_max_message_size=settings.max_message_bytes,
+        log_function=log_request,
     )
 
 

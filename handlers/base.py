@@ -92,6 +92,16 @@ class BaseHandler(RequestHandler):
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.finish(ujson.dumps({"error": {"code": code, "message": message}}))
 
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        """Log as Tornado does, except throttling refusals (429).
+
+        A flood must not flood the log; refusals are counted in ``folio_login_attempts`` and
+        ``folio_http_refused``.
+        """
+        if isinstance(value, ApiError) and value.status_code == 429:
+            return
+        super().log_exception(typ, value, tb)
+
     def json_body(self) -> dict[str, Any]:
         """Decode the request body as a JSON object.
 

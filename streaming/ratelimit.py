@@ -5,9 +5,10 @@
   per-connection message limit (``WS_MESSAGE_RATE``/``WS_MESSAGE_BURST``) and the per-address
   WebSocket upgrade limit.
 - :class:`KeyedBuckets`: one bucket per key (client address), bounded in memory.
-- :class:`FailureBackoff`: exponential backoff after repeated failures of one key — after
-  ``free`` failures each further one doubles the wait (``base_s``, ``2*base_s``, … up to
-  ``max_s``); a success clears the key. Used per client address and per username at login.
+- :class:`FailureBackoff`: exponential backoff after repeated failures of one key — from the
+  ``free``-th failure on, each one doubles the wait before the next attempt (``base_s``,
+  ``2*base_s``, … up to ``max_s``); a success clears the key. Used per client address and per
+  username at login.
 - :class:`LoginThrottle`: the two backoffs of the login endpoint together.
 
 Everything is synchronous, O(1) per call and runs on the event loop; memory is bounded by
@@ -102,9 +103,10 @@ class _Failures:
 class FailureBackoff:
     """Exponential backoff per key after repeated failures.
 
-    After ``free`` failures, failure number ``free + k`` (k >= 1) blocks the key for
-    ``min(max_s, base_s * 2**(k-1))`` seconds. A key with no failure for ``forget_s`` seconds
-    starts afresh; :meth:`success` clears it at once.
+    ``free`` failures are free; the ``free``-th and every later failure block the key: failure
+    number ``free + k`` (k >= 0) for ``min(max_s, base_s * 2**k)`` seconds, so with ``free=5``
+    the 6th attempt waits 1 s, the 7th 2 s, and so on. A key with no failure for ``forget_s``
+    seconds starts afresh; :meth:`success` clears it at once.
 
     Args:
         free: failures allowed before any wait.
@@ -156,8 +158,8 @@ class FailureBackoff:
         entry.count += 1
         entry.last = now
         over = entry.count - self.free
-        if over > 0:
-            wait = min(self.max_s, self.base_s * 2 ** min(over - 1, 40))
+        if over >= 0:
+            wait = min(self.max_s, self.base_s * 2 ** min(over, 40))
             entry.blocked_until = max(entry.blocked_until, now + wait)
         return max(0.0, entry.blocked_until - now)
 
