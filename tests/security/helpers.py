@@ -80,25 +80,31 @@ class Bystander:
 
 
 def raw_connect(port: int, source: str = ATTACKER_IP) -> socket.socket:
-    """A blocking TCP connection to the server from ``source``."""
+    """A non-blocking TCP connection to the server from ``source`` (connected: the kernel
+    completes the handshake into the listen backlog without the server's help)."""
     sock = socket.socket()
     sock.bind((source, 0))
     sock.settimeout(wait(5))
     sock.connect(("127.0.0.1", port))
+    sock.setblocking(False)
     return sock
+
+
+async def exchange(sock: socket.socket, data: bytes) -> bytes:
+    """Send ``data`` on a non-blocking ``sock`` and return the first bytes of the answer."""
+    loop = asyncio.get_running_loop()
+    await loop.sock_sendall(sock, data)
+    return await asyncio.wait_for(loop.sock_recv(sock, 65536), wait(5))
 
 
 def is_closed_by_peer(sock: socket.socket) -> bool:
     """True when the server closed ``sock`` (EOF or reset), without waiting."""
-    sock.setblocking(False)
     try:
         data = sock.recv(65536)
     except BlockingIOError:
         return False
     except OSError:
         return True
-    finally:
-        sock.setblocking(True)
     return data == b"" or data.startswith(b"HTTP/1.1 408")
 
 
