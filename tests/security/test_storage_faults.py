@@ -1,4 +1,4 @@
-"""Storage faults fail safe (issue 7, item 4): logout and login when the disk under DATA_DIR is full.
+"""Storage faults fail safe (issue 7, item 4): logout and login with a full disk under DATA_DIR.
 
 The test mounts a small tmpfs as ``DATA_DIR`` (it needs root or CAP_SYS_ADMIN, as CI has), fills
 it, and checks: logout answers 503 but still closes the session's sockets with 4001 and refuses
@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import ujson
+from tornado.httpclient import HTTPClientError
 
 from tests.conftest import Running, recv, require_service, subscribe
 from tests.security.helpers import Bystander
@@ -70,15 +71,16 @@ async def test_full_disk_logout_still_closes_sockets_and_login_is_503(
     assert resp.code == 503, resp.body
     assert ujson.loads(resp.body)["error"]["code"] == "storage_unavailable"
     cleared = [h for h in resp.headers.get_list("Set-Cookie") if h.startswith("session=")]
-    assert cleared and cleared[0].startswith("session=\"\"; expires="), cleared
+    assert cleared and cleared[0].startswith('session=""; expires='), cleared
     # the session's socket is closed with 4001 all the same ...
     while (await recv(alice_ws, 5)) is not None:
         pass
     assert alice_ws.close_code == 4001
     # ... and the session is refused from now on, though the store could not record it
     assert (await folio.get_json("/api/me", cookie))[0] == 401
-    with pytest.raises(Exception):
+    with pytest.raises(HTTPClientError) as refused:
         await folio.connect(cookie)
+    assert refused.value.code == 401
     # login cannot store a session: 503, not 500
     resp = await folio.request("POST", "/api/login", {"username": "bob", "password": "demo"})
     assert resp.code == 503, resp.body
