@@ -16,8 +16,9 @@ After it: the user's 6th connection gets an ``error`` ``max_connections`` and is
 (:mod:`handlers.ws_strict`). More than ``WS_MESSAGE_BURST`` messages at once (refilled at
 ``WS_MESSAGE_RATE`` a second) get an ``error`` ``rate_limited``; a client still sending while over
 the limit is closed with 1008. A ``subscribe`` with ``lastSeq`` while the previous replay is still
-being written to the socket gets an ``error`` ``replay_in_progress`` (one replay in flight per
-connection). Every other bad frame gets an ``error`` and the connection stays open. Exceptions in
+being written to the socket, or beyond ``REPLAY_BURST`` replays at once (refilled at
+``REPLAY_RATE`` a second), gets an ``error`` ``replay_in_progress`` (one replay in flight per
+connection, no replay amplification). Every other bad frame gets an ``error`` and the connection stays open. Exceptions in
 message handling are logged and close only this connection with 1011.
 
 Back-pressure: if a client stops reading and more than ``MAX_BUFFERED_BYTES`` pile up in its
@@ -48,6 +49,9 @@ log = logging.getLogger(__name__)
 
 #: Bytes allowed to wait in one connection's write buffer before it is closed with 4002.
 MAX_BUFFERED_BYTES = 4 * 1024 * 1024
+#: Replays (``subscribe`` with ``lastSeq``) one connection may ask for: a burst of 3, then one
+#: a second — a reconnecting client needs one; more is replay amplification (issue 7).
+REPLAY_RATE, REPLAY_BURST = 1.0, 3
 
 
 class PortfolioSocket(WebSocketHandler):
@@ -81,6 +85,14 @@ class PortfolioSocket(WebSocketHandler):
                 '{"error": {"code": "too_many_attempts", '
                 '"message": "too many connection attempts: wait before trying again"}}'
             )
+            return
+        origin = self.request.headers.get("Origin")
+        if origin is not None and not self.check_origin(origin):
+            # Checked here, not only by Tornado: since 6.6 Tornado skips check_origin when
+            # Origin matches Host or Sec-Fetch-Site says same-origin (DNS rebinding passes both).
+            self.set_status(403)
+            self.set_header("Content-Type", "application/json; charset=utf-8")
+            self.finish('{"error": {"code": "bad_origin", "message": "origin not allowed"}}')
             return
         auth = await self.ctx.auth.verify(self.get_cookie(COOKIE_NAME))
         if auth is None:
@@ -131,6 +143,7 @@ class PortfolioSocket(WebSocketHandler):
         self._bucket = TokenBucket(s.ws_message_rate, s.ws_message_burst)
         self._rate_warned = False
         self._replay_written: Any = None
+        self._replays = TokenBucket(REPLAY_RATE, REPLAY_BURST)
 
     def _over_rate(self) -> bool:
         """Take a token; on the first refusal warn (``rate_limited``), on the next close 1008."""
@@ -173,7 +186,7 @@ class PortfolioSocket(WebSocketHandler):
             await manager.error(self, exc.code, exc.message)
             return
         replay = msg.type == "subscribe" and msg.last_seq is not None
-        if replay and self._replay_in_flight():
+        if replay and (self._replay_in_flight() or not self._replays.take()):
             await manager.error(
                 self, "replay_in_progress", "the previous replay is still being sent"
             )
