@@ -18,8 +18,9 @@ After it: the user's 6th connection gets an ``error`` ``max_connections`` and is
 the limit is closed with 1008. A ``subscribe`` with ``lastSeq`` while the previous replay is still
 being written to the socket, or beyond ``REPLAY_BURST`` replays at once (refilled at
 ``REPLAY_RATE`` a second), gets an ``error`` ``replay_in_progress`` (one replay in flight per
-connection, no replay amplification). Every other bad frame gets an ``error`` and the connection stays open. Exceptions in
-message handling are logged and close only this connection with 1011.
+connection, no replay amplification). Every other bad frame gets an ``error`` and the
+connection stays open. Exceptions in message handling are logged and close only this connection
+with 1011.
 
 Back-pressure: if a client stops reading and more than ``MAX_BUFFERED_BYTES`` pile up in its
 socket's write buffer, it is closed with 4002 rather than letting server memory grow.
