@@ -35,6 +35,7 @@ import ujson
 
 from streaming.broker import Broker, Publication, PublicationHandler
 from streaming.events import utc_now_iso
+from streaming.tasks import spawn
 
 __all__ = ["RedisBroker"]
 
@@ -95,7 +96,7 @@ class RedisBroker(Broker):
         )
         await self._redis.ping()
         self._script = self._redis.register_script(_PUBLISH_LUA)
-        self._reader = asyncio.ensure_future(self._read_forever())
+        self._reader = spawn(self._read_forever(), "redis-fanout-reader")
         await asyncio.wait_for(self._subscribed.wait(), 5.0)
 
     async def close(self) -> None:

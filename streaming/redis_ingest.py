@@ -29,6 +29,7 @@ import ujson
 from redis.exceptions import ResponseError
 
 from streaming.events import EventValidationError, validate_pushed_event
+from streaming.tasks import spawn
 
 __all__ = ["RedisIngest"]
 
@@ -75,7 +76,7 @@ class RedisIngest:
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
-        self._task = asyncio.ensure_future(self._read_forever())
+        self._task = spawn(self._read_forever(), "redis-ingest")
 
     async def stop(self) -> None:
         """Stop reading and close the connection."""
