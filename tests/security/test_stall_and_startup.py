@@ -1,4 +1,4 @@
-"""A server stall is not blamed on clients (issue 7, item 5); a bad DATA_DIR is one line (item 7)."""
+"""A server stall is not blamed on clients (issue 7, item 5); a bad DATA_DIR is one line."""
 
 from __future__ import annotations
 
