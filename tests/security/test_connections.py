@@ -112,3 +112,16 @@ def test_attacker_source_address_is_usable() -> None:
     """The suite's premise: a client can bind 127.0.0.2 on this machine."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.2", 0))
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_trusted_proxies_are_exempt_from_the_per_address_cap(make_server: Any) -> None:
+    """Every client of a proxy shares its address: a TRUSTED_PROXIES peer is not capped."""
+    folio: Running = await make_server(max_connections_per_address=5, trusted_proxies="127.0.0.2")
+    socks = [raw_connect(folio.port) for _ in range(15)]
+    await asyncio.sleep(0.3)
+    assert not any(is_closed_by_peer(s) for s in socks)
+    answer = await exchange(socks[-1], b"GET /api/health HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 200")
+    for sock in socks:
+        sock.close()
