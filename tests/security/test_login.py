@@ -84,9 +84,11 @@ async def test_login_flood_does_not_starve_another_traders_stream(make_server: A
     assert statuses[429] == attempts - statuses[401] - statuses[503], statuses
     assert hashes <= FLOOD_THREADS * 10, (hashes, attempts)
     assert attempts >= 10 * hashes, (attempts, hashes)  # most attempts cost no hash
-    # The other trader: latency within a factor of its own baseline (before the fix: x260),
-    # every event delivered in order, the socket open.
-    assert during <= max(baseline, 0.002) * 10, (baseline, during)
+    # The other trader: latency within a factor of its own baseline (before the fix: 0.7 ms →
+    # 184 ms, x260; now a few ms, the flood's 429s sharing the loop), with a 5 ms floor so a
+    # sub-millisecond baseline on an idle machine does not make the bound meaningless; every
+    # event delivered in order, the socket open.
+    assert during <= max(baseline, 0.005) * 10, (baseline, during)
     bob.assert_open()
     metrics = folio.server.manager.metrics  # type: ignore[union-attr]
     assert metrics.logins.labels(result="throttled")._value.get() == statuses[429]
