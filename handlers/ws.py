@@ -5,10 +5,9 @@ Before the upgrade (no socket is opened when refused):
 - no valid, unrevoked ``session`` cookie → HTTP 401 (REQ-1);
 - an ``Origin`` outside ``ALLOWED_ORIGINS`` → HTTP 403 (:meth:`check_origin`; cookie-authenticated
   WebSockets are open to cross-site hijacking otherwise);
-- with ``ENABLE_REALTIME_PORTFOLIO=false`` this handler is not routed at all (404).
-
 - more than ``WS_UPGRADE_BURST`` upgrade attempts from one address at once (refilled at
-  ``WS_UPGRADE_RATE`` a second) → HTTP 429 with ``Retry-After``, before the session is looked up.
+  ``WS_UPGRADE_RATE`` a second) → HTTP 429 with ``Retry-After``, before the session is looked up;
+- with ``ENABLE_REALTIME_PORTFOLIO=false`` this handler is not routed at all (404).
 
 After it: the user's 6th connection gets an ``error`` ``max_connections`` and is closed with 1008
 (REQ-3). Frames over ``MAX_MESSAGE_BYTES`` are closed with 1009 by Tornado
