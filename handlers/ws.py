@@ -28,6 +28,7 @@ socket's write buffer, it is closed with 4002 rather than letting server memory 
 from __future__ import annotations
 
 import logging
+from asyncio import Future
 from typing import Any
 
 from tornado.iostream import StreamClosedError
@@ -199,6 +200,19 @@ class PortfolioSocket(WebSocketHandler):
             log.exception("error handling a message from user %s", self.user_id)
             self.close(CloseCode.INTERNAL_ERROR, "Internal error")
 
+    def write_message(
+        self, message: bytes | str | dict[str, Any], binary: bool = False
+    ) -> Future[None]:
+        """Tornado's ``write_message``, with its future's exception retrieved (issue 7).
+
+        Fan-out does not await each frame; a client vanishing with frames still queued fails
+        those futures with ``WebSocketClosedError``, which asyncio otherwise reports as "Task
+        exception was never retrieved" one traceback per frame. Callers that await still see it.
+        """
+        future = super().write_message(message, binary)
+        future.add_done_callback(_retrieve)
+        return future
+
     def get_websocket_protocol(self) -> WebSocketProtocol | None:
         """Tornado's RFC 6455 protocol made strict (1002/1007, :mod:`handlers.ws_strict`).
 
@@ -259,6 +273,11 @@ class PortfolioSocket(WebSocketHandler):
             super().ping(data)
         except WebSocketClosedError:
             pass
+
+
+def _retrieve(future: Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def _unsent_bytes(conn: object) -> int:
