@@ -395,9 +395,18 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"settings error: {exc}", file=sys.stderr)
         return 2
+    import psycopg
+    import redis.exceptions
+
     try:
         return asyncio.run(_serve(settings))
-    except (OSError, StorageError, sqlite3.Error) as exc:
+    except (
+        OSError,
+        StorageError,
+        sqlite3.Error,
+        psycopg.Error,
+        redis.exceptions.RedisError,
+    ) as exc:
         print(f"start-up error: {_startup_error(settings, exc)}", file=sys.stderr)
         return 2
 
@@ -406,6 +415,11 @@ def _startup_error(settings: Settings, exc: BaseException) -> str:
     """One line naming the cause of a start-up failure and its fix (never a traceback)."""
     if isinstance(exc, OSError) and exc.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL):
         return f"cannot listen on {settings.host}:{settings.port} ({exc.strerror}): set PORT/HOST"
+    if type(exc).__module__.startswith("redis"):
+        return f"cannot reach Redis at REDIS_URL ({exc}): check REDIS_URL and that Redis runs"
+    if type(exc).__module__.startswith("psycopg"):
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return f"cannot use DATABASE_URL ({first}): check it and that PostgreSQL runs"
     if settings.database_url.startswith("sqlite"):
         return (
             f"cannot open the SQLite database {settings.database_url!r} ({exc}): "

@@ -77,3 +77,27 @@ def test_unopenable_database_is_one_clean_line(tmp_path: Path) -> None:
     errors = [line for line in result.stderr.splitlines() if "start-up error" in line]
     assert len(errors) == 1 and "DATA_DIR" in errors[0], result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "names"),
+    [
+        ({"DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"}, "DATABASE_URL"),
+        ({"REDIS_URL": "redis://127.0.0.1:1/0"}, "REDIS_URL"),
+    ],
+)
+def test_unreachable_services_are_one_clean_line(
+    tmp_path: Path, env: dict[str, str], names: str
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "server.py", "--port", "0"],
+        cwd=REPO,
+        env={"PATH": "/usr/bin:/bin", "DATA_DIR": str(tmp_path), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if "start-up error" in line]
+    assert len(errors) == 1 and names in errors[0], result.stderr
+    assert "Traceback" not in result.stderr
