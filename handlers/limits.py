@@ -114,6 +114,7 @@ class LimitedHTTPServer(HTTPServer):
         self._on_refused = on_refused
         self._log_every_s = log_every_s
         self._by_address: dict[str, set[IOStream]] = {}
+        self._sweep_above = 10_000
         self._last_log: dict[str, float] = {}
         self._unlogged: dict[str, int] = {}
         #: Refusals so far, by reason (also counted through ``on_refused``).
@@ -156,9 +157,11 @@ class LimitedHTTPServer(HTTPServer):
                 )
                 return
             self._by_address.setdefault(ip, set()).add(stream)
-            if len(self._by_address) > 10_000:  # forget addresses whose connections all closed
+            if len(self._by_address) > self._sweep_above:
+                # forget addresses whose connections all closed; amortised O(1) per connection
                 for key in list(self._by_address):
                     self.open_connections(key)
+                self._sweep_above = max(10_000, 2 * len(self._by_address))
         super().handle_stream(stream, address)
 
     # -- trusted proxies ------------------------------------------------------------------------
