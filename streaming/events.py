@@ -10,7 +10,8 @@ Every server→client message is a ``PortfolioEvent`` envelope (the design docum
 types are per-connection control messages. See ``docs/protocol.md`` for the full contract.
 
 :func:`validate_event_data` checks the ``data`` of events pushed by other services through the
-internal hook against the schemas below and raises :class:`EventValidationError` naming the field.
+internal hook against the schemas below and raises :class:`EventValidationError` naming every
+failing field.
 """
 
 from __future__ import annotations
