@@ -16,6 +16,7 @@ from tornado.web import HTTPError, RequestHandler
 
 from config.settings import Settings
 from handlers.headers import apply_security_headers
+from storage.db import StorageError
 from streaming.auth import COOKIE_NAME, Authenticated, SessionAuth
 from streaming.manager import StreamManager
 from streaming.ratelimit import KeyedBuckets, retry_after_header
@@ -121,8 +122,18 @@ class BaseHandler(RequestHandler):
         return self.get_cookie(COOKIE_NAME)
 
     async def authenticate(self) -> Authenticated | None:
-        """Look up the session cookie; sets and returns :attr:`auth_result`."""
-        self.auth_result = await self.ctx.auth.verify(self.session_token())
+        """Look up the session cookie; sets and returns :attr:`auth_result`.
+
+        Raises:
+            ApiError: 503 ``storage_unavailable`` when the session store cannot be read.
+        """
+        try:
+            self.auth_result = await self.ctx.auth.verify(self.session_token())
+        except StorageError:
+            self.ctx.manager.metrics.storage_errors.inc()
+            raise ApiError(
+                503, "storage_unavailable", "sessions cannot be checked now: try again later"
+            ) from None
         return self.auth_result
 
     async def require_user(self) -> Authenticated:

@@ -37,6 +37,7 @@ from tornado.websocket import WebSocketClosedError, WebSocketHandler, WebSocketP
 from handlers.base import Context
 from handlers.headers import apply_security_headers
 from handlers.ws_strict import StrictWebSocketProtocol13
+from storage.db import StorageError
 from streaming.auth import COOKIE_NAME
 from streaming.closecodes import CloseCode
 from streaming.events import EventType
@@ -95,7 +96,14 @@ class PortfolioSocket(WebSocketHandler):
             self.set_header("Content-Type", "application/json; charset=utf-8")
             self.finish('{"error": {"code": "bad_origin", "message": "origin not allowed"}}')
             return
-        auth = await self.ctx.auth.verify(self.get_cookie(COOKIE_NAME))
+        try:
+            auth = await self.ctx.auth.verify(self.get_cookie(COOKIE_NAME))
+        except StorageError:
+            self.ctx.manager.metrics.storage_errors.inc()
+            self.set_status(503)
+            self.set_header("Content-Type", "application/json; charset=utf-8")
+            self.finish('{"error": {"code": "storage_unavailable", "message": "try again later"}}')
+            return
         if auth is None:
             self.set_status(401)
             self.set_header("Content-Type", "application/json; charset=utf-8")

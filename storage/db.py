@@ -410,7 +410,10 @@ class SqliteStore(Store):
 
 
 class PostgresStore(Store):
-    """PostgreSQL engine (psycopg 3 ``AsyncConnection``, autocommit, one connection + lock)."""
+    """PostgreSQL engine (psycopg 3 ``AsyncConnection``, autocommit, one connection + lock).
+
+    A statement on a lost connection fails with :class:`StorageError`; the next one reconnects.
+    """
 
     dialect = "postgres"
 
@@ -435,6 +438,9 @@ class PostgresStore(Store):
 
         async with self._lock:
             try:
+                if self._conn is None or self._conn.closed or self._conn.broken:
+                    # the connection was lost (server restart, terminated backend): reconnect
+                    await self.connect()
                 cur = await self._conn.execute(sql.replace("?", "%s"), tuple(params))
                 rows = list(await cur.fetchall()) if cur.description else []
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
