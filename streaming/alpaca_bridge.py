@@ -39,6 +39,10 @@ __all__ = ["AlpacaBridge", "BridgeAccount", "Endpoints"]
 
 log = logging.getLogger(__name__)
 
+#: How many recently closed orders a sync reads (newest first) to learn which executions the
+#: REST view already counts.
+_CLOSED_ORDERS_READ = 200
+
 
 @dataclass(frozen=True)
 class BridgeAccount:
@@ -338,34 +342,65 @@ class AlpacaBridge:
             self._clients[account.user_id] = client
         return client
 
-    def _fetch(self, account: BridgeAccount) -> tuple[Any, Any, Any]:
+    def _fetch(self, account: BridgeAccount) -> tuple[Any, Any, Any, Any] | None:
+        """Read one trader's broker view so that no fill can fall between its reads.
+
+        Reads ``GET /v2/account``, ``/v2/positions``, the open orders, the recently closed
+        orders (their ``filled_qty`` tells the portfolio which executions the view already
+        counts), then the account again. Every execution moves cash, so equal cash in the two
+        account reads means no fill landed in between (two fills whose cash exactly cancels are
+        the one blind spot: the next sync corrects them).
+
+        Returns:
+            ``(account, positions, open orders, closed orders)`` as Alpaca JSON, or ``None``
+            when a fill landed between the reads (the caller retries).
+
+        Raises:
+            Exception: whatever alpaca-py raises for a failed request.
+        """
         from alpaca.trading.enums import QueryOrderStatus
         from alpaca.trading.requests import GetOrdersRequest
 
         client = self._client(account)
-        acct = client.get_account()
+        before = client.get_account()
         positions = client.get_all_positions()
         orders = client.get_orders(GetOrdersRequest(status=QueryOrderStatus.OPEN, limit=500))
-        return acct, positions, orders
+        closed = client.get_orders(
+            GetOrdersRequest(status=QueryOrderStatus.CLOSED, limit=_CLOSED_ORDERS_READ)
+        )
+        after = client.get_account()
+        if before.get("cash") != after.get("cash"):
+            return None
+        return after, positions, orders, closed
 
     async def sync_account(self, account: BridgeAccount, attempts: int = 3) -> bool:
-        """Fetch one trader's account, positions and open orders and reconcile; False on error.
+        """Fetch one trader's account, positions and orders and reconcile; False on error.
 
-        A sync whose REST calls overlapped a fill is discarded by the service (it could roll the
-        fill back) and retried up to ``attempts`` times, 0.5 s apart.
+        A sync whose REST reads saw a fill land between them (:meth:`_fetch`), or whose REST
+        calls overlapped a fill event arriving on the stream (the service discards it: it could
+        roll the fill back), is retried up to ``attempts`` times, 0.5 s apart.
         """
         loop = asyncio.get_running_loop()
         for attempt in range(attempts):
             before = self.service.fill_count(account.user_id)
             try:
-                acct, positions, orders = await loop.run_in_executor(None, self._fetch, account)
+                view = await loop.run_in_executor(None, self._fetch, account)
             except Exception as exc:
                 self.sync_errors += 1
                 log.warning("REST sync for trader %s failed: %s", account.user_id, exc)
                 return False
-            if self.service.on_sync(account.user_id, acct, positions, orders, fills_before=before):
-                self.syncs += 1
-                return True
+            if view is not None:
+                acct, positions, orders, closed = view
+                if self.service.on_sync(
+                    account.user_id,
+                    acct,
+                    positions,
+                    orders,
+                    closed_orders=closed,
+                    fills_before=before,
+                ):
+                    self.syncs += 1
+                    return True
             if attempt + 1 < attempts:
                 await asyncio.sleep(0.5)
         log.info(
