@@ -1118,3 +1118,96 @@ def test_fill_already_counted_by_a_rest_sync_is_not_counted_twice():
     state.apply_trade_update(fill("buy", "5", "110", position_qty="15"))
     assert position(state, "AAPL")["quantity"] == "15"
     assert Decimal(state.account()["cash"]) == Decimal(rest_cash) - 550
+
+
+# --------------------------------------------------------------------------------------------
+# Realized P&L (average-cost method) and the trading day: the worked examples of docs/pnl.md
+# --------------------------------------------------------------------------------------------
+
+
+def test_realized_partial_close_then_close():
+    """Example 9: long 10 @ 100, sell 4 @ 110 (+40), sell 6 @ 95 (−30)."""
+    state, _ = synced_state(multiplier="1")
+    state.apply_trade_update(fill("buy", "10", "100"))
+    changes = state.apply_trade_update(fill("sell", "4", "110"))
+    pos = data(changes, "position_update")
+    assert (pos["quantity"], pos["entryPrice"]) == ("6", "100.00")
+    assert (pos["realizedPnl"], pos["realizedPnlToday"]) == ("40.00", "40.00")
+    assert data(changes, "account_update")["realizedPnlToday"] == "40.00"
+    changes = state.apply_trade_update(fill("sell", "6", "95"))
+    closed = data(changes, "position_update")
+    assert (closed["quantity"], closed["realizedPnl"], closed["realizedPnlToday"]) == (
+        "0",
+        "10.00",
+        "10.00",
+    )
+    acct = data(changes, "account_update")
+    # cash 100000 - 1000 + 440 + 570 = 100010 = start + realized
+    assert (acct["cash"], acct["realizedPnlToday"]) == ("100010.00", "10.00")
+
+
+def test_realized_flip_long_to_short():
+    """Example 10: long 10 @ 100, sell 15 @ 120: +200 realized, new short 5 @ 120 has none."""
+    state, _ = synced_state(multiplier="1")
+    state.apply_trade_update(fill("buy", "10", "100"))
+    changes = state.apply_trade_update(fill("sell", "15", "120"))
+    pos = data(changes, "position_update")
+    assert (pos["quantity"], pos["side"], pos["entryPrice"]) == ("5", "short", "120.00")
+    assert (pos["realizedPnl"], pos["realizedPnlToday"]) == ("0.00", "200.00")
+    assert data(changes, "account_update")["realizedPnlToday"] == "200.00"
+
+
+def test_realized_short_cover():
+    """Example 11: short 10 @ 50, buy 4 @ 45 (+20), buy 6 @ 52 (−12)."""
+    state, _ = synced_state(multiplier="1")
+    state.apply_trade_update(fill("sell", "10", "50"))
+    pos = data(state.apply_trade_update(fill("buy", "4", "45")), "position_update")
+    assert (pos["quantity"], pos["side"], pos["realizedPnl"]) == ("6", "short", "20.00")
+    changes = state.apply_trade_update(fill("buy", "6", "52"))
+    assert data(changes, "position_update")["realizedPnl"] == "8.00"
+    assert data(changes, "account_update")["realizedPnlToday"] == "8.00"
+
+
+def test_realized_is_exact_across_a_repeating_average():
+    """Example 12: A = 300.02 / 3; selling 1 then 2 @ 100.01 realizes exactly 0.01 in all."""
+    state, _ = synced_state(multiplier="1")
+    state.apply_trade_update(fill("buy", "1", "100"))
+    state.apply_trade_update(fill("buy", "2", "100.01"))
+    first = data(state.apply_trade_update(fill("sell", "1", "100.01")), "position_update")
+    assert first["realizedPnl"] == "0.00"  # 0.00333…
+    closed = data(state.apply_trade_update(fill("sell", "2", "100.01")), "position_update")
+    assert closed["realizedPnl"] == "0.01"  # 300.03 - 300.02, not 0.00 + 0.01 rounded apart
+
+
+def test_a_new_broker_trading_day_restarts_realized_today():
+    state, clock = make_state()
+    state.sync({**ACCOUNT, "multiplier": "1", "balance_asof": "2024-05-13"}, [])
+    state.apply_trade_update(fill("buy", "10", "100"))
+    state.apply_trade_update(fill("sell", "4", "110"))
+    assert state.account()["realizedPnlToday"] == "40.00"
+    clock.now = SYNC_TIME + timedelta(hours=20)
+    broker = {
+        **ACCOUNT,
+        "multiplier": "1",
+        "balance_asof": "2024-05-14",
+        "cash": "99440",
+        "last_equity": "100100",
+    }
+    changes = state.sync(broker, [rest_position("AAPL", "6", "100", "110")])
+    pos = data(changes, "position_update")
+    assert (pos["realizedPnl"], pos["realizedPnlToday"]) == ("40.00", "0.00")
+    acct = data(changes, "account_update")
+    assert (acct["realizedPnlToday"], acct["dayPnl"]) == ("0.00", "0.00")
+    # the same day again changes nothing
+    assert state.sync(broker, [rest_position("AAPL", "6", "100", "110")]) == []
+
+
+def test_a_sync_without_last_equity_makes_day_pnl_unknown_not_zero():
+    state, _ = synced_state(multiplier="1")
+    state.apply_trade_update(fill("buy", "10", "100"))
+    state.apply_price("AAPL", "101")
+    assert state.account()["dayPnl"] == "1010.00"  # last_equity 99000
+    broker = {k: v for k, v in ACCOUNT.items() if k != "last_equity"}
+    changes = state.sync({**broker, "cash": "99000", "multiplier": "1"}, [])
+    acct = data(changes, "account_update")
+    assert (acct["dayPnl"], acct["dayPnlPercent"]) == (None, None)
