@@ -543,7 +543,7 @@ def test_account_with_a_short_position():
         "0.00",
         "0.00",
     )
-    assert acct["buyingPower"] == "100500.00"  # 100000 + (100500 - 100000) * 1
+    assert acct["buyingPower"] == "100500.00"  # a cash account's buying power is its cash
 
     acct = data(state.apply_price("AAPL", "40"), "account_update")
     # equity = 100500 - 400 = 100100.00; dayPnl 100.00; 100/100000*100 = 0.10
@@ -552,6 +552,20 @@ def test_account_with_a_short_position():
         "100.00",
         "0.10",
     )
+
+
+def test_margin_buying_power_falls_with_a_short_sale_and_follows_the_marks():
+    """Example 7b: Reg T buying power = 2 × equity − (long + |short| market value)."""
+    state, _ = synced_state(last_equity="100000", buying_power="200000", multiplier="2")
+    acct = data(state.apply_trade_update(fill("sell", "10", "100")), "account_update")
+    # cash 101000, equity 100000, gross 1000: 200000 - 1000 (the old rule rose to 201000)
+    assert (acct["cash"], acct["equity"], acct["buyingPower"]) == (
+        "101000.00",
+        "100000.00",
+        "199000.00",
+    )
+    acct = data(state.apply_price("AAPL", "110"), "account_update")
+    assert acct["buyingPower"] == "198700.00"  # equity 99900: 199800 - 1100
 
 
 def test_pattern_day_trader_buying_power_is_used_by_opening_and_never_negative():
