@@ -205,6 +205,8 @@ class Simulator:
         if self._close_handle is not None:
             self._close_handle.cancel()
             self._close_handle = None
+        for task in list(self._tasks):
+            task.cancel()
         for handle in list(self._timers):
             handle.cancel()
         self._timers.clear()
