@@ -118,8 +118,13 @@ def test_fill_between_the_syncs_account_and_positions_reads_moves_cash_once() ->
             def fill_now() -> None:
                 acct = sim.account(KEY)
                 spec = parse_order_request(
-                    {"symbol": "AAPL", "qty": "3", "side": "buy", "type": "market",
-                     "time_in_force": "day"},
+                    {
+                        "symbol": "AAPL",
+                        "qty": "3",
+                        "side": "buy",
+                        "type": "market",
+                        "time_in_force": "day",
+                    },
                     sim.symbols,
                 )
                 new = acct.create_order(spec, sim.price)
