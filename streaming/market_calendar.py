@@ -9,6 +9,7 @@ close and the next open are when a broker account's trading day changes.
 
 from __future__ import annotations
 
+import warnings
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -28,6 +29,11 @@ class MarketCalendar:
     """
 
     def __init__(self, code: str = "XNYS") -> None:
+        # exchange_calendars 4.x still reads tz-aware ``.values``, which pandas 3.1 deprecates
+        # with a warning on every calendar built; it changes nothing for us.
+        warnings.filterwarnings(
+            "ignore", message=r".*values returning an ndarray that drops timezone", module="pandas"
+        )
         import exchange_calendars
 
         self.code = code

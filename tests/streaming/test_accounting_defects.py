@@ -155,3 +155,37 @@ def test_fill_between_the_syncs_account_and_positions_reads_moves_cash_once() ->
         fn()
 
     asyncio.run(asyncio.wait_for(main(), 30))
+
+
+def test_two_executions_of_one_order_counted_by_a_sync_are_not_counted_again() -> None:
+    """Both executions happened before the REST reads; their events arrive after the sync."""
+    state, _ = synced_state(cash="100000", multiplier="1", buying_power="100000")
+    first, second = _partial_and_fill()
+    done = copy.deepcopy(second["order"])  # GET /v2/orders?status=closed lists it, filled 10
+    state.sync(
+        {**ACCOUNT, "cash": "99499.40", "multiplier": "1"},
+        [{"symbol": "AAPL", "qty": "10", "avg_entry_price": "50.06", "current_price": "50.10"}],
+        [],
+        [done],
+    )
+    for update in (first, second):
+        changes = state.apply_trade_update(update)
+        assert "trade_executed" in [t for t, _ in changes]
+        assert "account_update" not in [t for t, _ in changes]
+    assert position(state, "AAPL")["quantity"] == "10"
+    assert state.account()["cash"] == "99499.40"
+    assert len(state.trades()) == 2
+
+
+def test_executions_of_one_order_out_of_order_without_order_lists() -> None:
+    """5 + 5 of a 10-share order, the fill delivered first: position_qty must not mislead."""
+    state, _ = synced_state(cash="100000", multiplier="1", buying_power="100000")
+    first = fill("buy", "5", "50.00", event="partial_fill", position_qty="5", order_id="ord-y")
+    second = fill("buy", "5", "50.10", position_qty="10", order_id="ord-y")
+    first["order"].update(qty="10", filled_qty="5")
+    second["order"].update(qty="10", filled_qty="10")
+    state.apply_trade_update(second)
+    state.apply_trade_update(first)  # position_qty 5 equals what we hold, but it is new
+    assert position(state, "AAPL")["quantity"] == "10"
+    assert position(state, "AAPL")["entryPrice"] == "50.05"
+    assert state.account()["cash"] == "99499.50"
