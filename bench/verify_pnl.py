@@ -151,8 +151,8 @@ def main(argv: list[str] | None = None) -> int:
                 before = trader.broker_view()
                 ours = trader.server_view()
                 after = trader.broker_view()
-                if before != after:
-                    continue  # a fill or tick landed between the reads
+                if before != after or ours["cash"] is None:
+                    continue  # a fill or tick landed between the reads, or not synced yet
                 comparable += 1
                 for field in sorted(set(after) | set(ours)):
                     key = (trader.name, field)
