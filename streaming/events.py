@@ -168,6 +168,8 @@ _POSITION: dict[str, _Kind] = {
     "entryPrice": "price",
     "unrealizedPnl": "money",
     "unrealizedPnlPercent": "percent",
+    "realizedPnl?": "money",
+    "realizedPnlToday?": "money",
     "marketValue": "money",
     "side": ("enum", {"long", "short"}),
     "openedAt": "ts",
@@ -195,6 +197,7 @@ _ACCOUNT: dict[str, _Kind] = {
     "portfolioValue": "money",
     "dayPnl": "money",
     "dayPnlPercent": "percent",
+    "realizedPnlToday?": "money",
     "timestamp": "ts",
 }
 _TRADE: dict[str, _Kind] = {
