@@ -131,7 +131,7 @@ class StreamManager:
         if self.batcher.window_ms > 0:
             self._timers.append(PeriodicCallback(self.flush, self.batcher.window_ms))
         tick = min(self.heartbeat_interval_s, self.heartbeat_timeout_s) / 3.0
-        self._timers.append(PeriodicCallback(self.sweep, max(tick, 0.01) * 1000.0))
+        self._timers.append(PeriodicCallback(self.sweep_paced, max(tick, 0.01) * 1000.0))
         for timer in self._timers:
             timer.start()
         self.loop_lag.start()
@@ -261,27 +261,44 @@ class StreamManager:
         """
         now, wall = self._clock(), self._wall_clock()
         for client in self.hub.all():
-            expires = getattr(client, "expires_at", 0.0)
-            pinged = self._ping_unanswered.get(id(client))
-            if pinged is not None and client.last_seen >= pinged:
-                pinged = None  # answered (any frame counts)
-                del self._ping_unanswered[id(client)]
-            if expires and wall >= expires:
-                client.close(CloseCode.SESSION_REVOKED, "Session expired")
-                self.disconnect(client, CloseCode.SESSION_REVOKED)
-            elif (
-                pinged is not None
-                and now - pinged - self._loop_stall_since(pinged, now) >= self.heartbeat_timeout_s
-            ):
-                log.info("heartbeat timeout for user %s", client.user_id)
-                client.close(CloseCode.HEARTBEAT_TIMEOUT, "Heartbeat timeout")
-                # A silent peer may never complete the closing handshake: free the slot now.
-                self.disconnect(client, CloseCode.HEARTBEAT_TIMEOUT)
-            elif now - client.last_ping >= self.heartbeat_interval_s:
-                client.last_ping = now
-                if pinged is None:
-                    self._ping_unanswered[id(client)] = now
-                client.ping()
+            self._check(client, now, wall)
+
+    async def sweep_paced(self) -> None:
+        """:meth:`sweep`, giving the loop back every few ms (:mod:`streaming.pacing`).
+
+        With thousands of tabs a tick pings thousands of sockets; done in one go it would stall
+        everything else for tens of milliseconds. The heartbeat timer runs this one.
+        """
+        now, wall = self._clock(), self._wall_clock()
+        slicer = TimeSlicer()
+        for client in self.hub.all():
+            if id(client) in self._opened_at:  # not closed while we yielded
+                self._check(client, now, wall)
+            await slicer.pause_if_due()
+
+    def _check(self, client: Client, now: float, wall: float) -> None:
+        """One connection's heartbeat accounting (see :meth:`sweep`)."""
+        expires = getattr(client, "expires_at", 0.0)
+        pinged = self._ping_unanswered.get(id(client))
+        if pinged is not None and client.last_seen >= pinged:
+            pinged = None  # answered (any frame counts)
+            del self._ping_unanswered[id(client)]
+        if expires and wall >= expires:
+            client.close(CloseCode.SESSION_REVOKED, "Session expired")
+            self.disconnect(client, CloseCode.SESSION_REVOKED)
+        elif (
+            pinged is not None
+            and now - pinged - self._loop_stall_since(pinged, now) >= self.heartbeat_timeout_s
+        ):
+            log.info("heartbeat timeout for user %s", client.user_id)
+            client.close(CloseCode.HEARTBEAT_TIMEOUT, "Heartbeat timeout")
+            # A silent peer may never complete the closing handshake: free the slot now.
+            self.disconnect(client, CloseCode.HEARTBEAT_TIMEOUT)
+        elif now - client.last_ping >= self.heartbeat_interval_s:
+            client.last_ping = now
+            if pinged is None:
+                self._ping_unanswered[id(client)] = now
+            client.ping()
 
     def _loop_stall_since(self, since: float, now: float) -> float:
         """Longest event-loop stall (seconds) since ``since``, the one in progress included.
