@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from handlers.base import ApiError, BaseHandler
+from storage.db import StorageError
 from storage.history import HISTORY_PERIODS
 from streaming.money import fmt_money
 from streaming.protocol import ProtocolError, parse_symbols
@@ -65,7 +66,8 @@ class AccountHistoryHandler(BaseHandler):
 
     → ``{"userId", "period": "1D", "points": [{"timestamp", "equity", "dayPnl"}]}``, oldest
     first, the last 24 hours; ``dayPnl`` is null where it was unknown. A period other than
-    ``1D`` → 400 ``invalid_field``; not logged in → 401.
+    ``1D`` → 400 ``invalid_field``; not logged in → 401; the database failing → 503
+    ``storage_unavailable``.
     """
 
     async def get(self) -> None:
@@ -76,7 +78,15 @@ class AccountHistoryHandler(BaseHandler):
             raise ApiError(400, "invalid_field", f"period: must be one of {allowed}")
         auth = await self.require_user()
         since = datetime.now(UTC) - span
-        points = await self.ctx.auth.store.account_points(auth.user.id, since)
+        try:
+            points = await self.ctx.auth.store.account_points(auth.user.id, since)
+        except StorageError:
+            self.ctx.manager.metrics.storage_errors.inc()
+            raise ApiError(
+                503,
+                "storage_unavailable",
+                "account history cannot be read now: try again later",
+            ) from None
         self.write_json(
             {
                 "userId": auth.user.user_id,
@@ -94,7 +104,29 @@ class AccountHistoryHandler(BaseHandler):
 
 
 class HealthHandler(BaseHandler):
-    """``GET /api/health`` → ``{"status": "ok", "realtime": <ENABLE_REALTIME_PORTFOLIO>}``."""
+    """``GET /api/health`` (no session) → liveness and the state of what the server depends on.
+
+    ``{"status": "ok" | "degraded", "realtime": <ENABLE_REALTIME_PORTFOLIO>,
+    "storage": "ok" | "failing", "broker": "ok" | "stale", "redis": "ok" | "down" | "off"}``.
+    ``status`` is ``degraded`` when storage fails or Redis is down (the broker being stale is
+    normal outside market hours). Always 200 while the process answers: it is a liveness probe;
+    details (the storage error) are in the admin stats, not here.
+    """
 
     def get(self) -> None:
-        self.write_json({"status": "ok", "realtime": self.ctx.settings.enable_realtime_portfolio})
+        ctx = self.ctx
+        storage = "ok" if ctx.auth.store.fault is None else "failing"
+        broker = "stale" if ctx.service.stale else "ok"
+        redis_status = ctx.extra_status.get("redis")
+        fanout = redis_status().get("fanout") if callable(redis_status) else None
+        redis = "off" if fanout is None else ("ok" if fanout else "down")
+        degraded = storage != "ok" or redis == "down"
+        self.write_json(
+            {
+                "status": "degraded" if degraded else "ok",
+                "realtime": ctx.settings.enable_realtime_portfolio,
+                "storage": storage,
+                "broker": broker,
+                "redis": redis,
+            }
+        )
