@@ -280,13 +280,20 @@ def test_equity_chart_gains_points_and_keeps_them_after_reload(
     assert int(chart.get_attribute("data-points") or 0) >= len(recorded["points"])
 
 
+WIDEST = """(w) => [...document.querySelectorAll('body *')]
+  .filter((e) => e.getBoundingClientRect().right > w + 0.5)
+  .slice(0, 8)
+  .map((e) => `${e.tagName}.${e.className} ${Math.round(e.getBoundingClientRect().right)}`)"""
+
+
 def test_phone_width_has_no_horizontal_scroll(new_page: Any, trader_server: ServerProcess) -> None:
     page = new_page(viewport={"width": 390, "height": 844}, is_mobile=True)
     login(page, trader_server.base_url)
     show_a_position(page, trader_server, "PHONE")
     page.get_by_test_id("equity-chart").wait_for(timeout=15_000)
     page.wait_for_timeout(1000)
-    assert page.evaluate("document.scrollingElement.scrollWidth") <= 390
+    width = page.evaluate("document.scrollingElement.scrollWidth")
+    assert width <= 390, page.evaluate(WIDEST, 390)
     screenshot(page, "dashboard-phone.png")
 
 
@@ -304,6 +311,9 @@ def test_theme_follows_the_system_and_axe_finds_no_serious_violation(
     page.get_by_test_id("equity-chart").wait_for(timeout=15_000)
     page.wait_for_timeout(1500)
     screenshot(page, f"dashboard-{scheme}.png")
+    # every column fits a 1280 px desktop too (nothing outside the cards adds a scroll bar)
+    width = page.evaluate("document.scrollingElement.scrollWidth")
+    assert width <= 1280, page.evaluate(WIDEST, 1280)
     results = Axe().run(page)
     serious = [
         (v["id"], v["impact"], [(n["target"], n.get("failureSummary")) for n in v["nodes"]][:3])
