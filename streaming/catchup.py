@@ -38,6 +38,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 
+from streaming.money import fmt_qty
+
 __all__ = [
     "CatchUp",
     "CatchUpError",
@@ -87,23 +89,22 @@ class CatchUpError(Exception):
 def fill_key(order_id: str, cum_qty: Decimal | str) -> str:
     """Return the broker-neutral key of an execution: the order and its filled shares after it.
 
+    The same key :class:`streaming.portfolio.PortfolioState` gives a fill that comes without
+    an ``execution_id``.
+
     Args:
         order_id: Alpaca's order id.
         cum_qty: The order's cumulative filled quantity right after the execution (shares;
             a trade update's ``order.filled_qty``, an activity's ``cum_qty``).
 
     Returns:
-        ``"<order_id>:<cum_qty>"`` with the quantity normalised (``"10"``, ``"0.5"``).
+        ``"<order_id>:<cum_qty>"`` with the quantity as :func:`streaming.money.fmt_qty` writes
+        it (``"10"``, ``"0.5"``).
 
     Raises:
-        ValueError: ``cum_qty`` is not a number.
+        ValueError: ``cum_qty`` is not a finite number.
     """
-    try:
-        qty = Decimal(cum_qty)
-    except (InvalidOperation, TypeError):
-        raise ValueError(f"cum_qty: not a number: {cum_qty!r}") from None
-    text = "0" if qty == 0 else format(qty.normalize(), "f")
-    return f"{order_id}:{text}"
+    return f"{order_id}:{fmt_qty(cum_qty)}"
 
 
 @dataclass(frozen=True)
