@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
+from functools import cached_property
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -157,9 +158,9 @@ class FillActivity:
     order_status: str
     transaction_time: datetime
 
-    @property
+    @cached_property
     def id(self) -> str:
-        """Alpaca's activity id (see :func:`activity_id`).
+        """Alpaca's activity id (see :func:`activity_id`), computed once.
 
         Returns:
             The id string.
