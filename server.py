@@ -147,7 +147,9 @@ class FolioServer:
         self.store = store = await open_store(s.database_url, s.secret_key, hasher)
         broker: Broker
         if s.redis_url:
-            broker = RedisBroker(s.redis_url, prefix=s.redis_prefix)
+            broker = RedisBroker(
+                s.redis_url, prefix=s.redis_prefix, slot_ttl_s=s.heartbeat_timeout_s
+            )
             await broker.start()
         else:
             broker = MemoryBroker()
@@ -158,6 +160,7 @@ class FolioServer:
             max_connections_per_user=s.max_connections_per_user,
             heartbeat_interval_s=s.heartbeat_interval_s,
             heartbeat_timeout_s=s.heartbeat_timeout_s,
+            outbox_max_events=s.outbox_max_events,
         )
         self.service = service = PortfolioService(manager, stale_after_s=s.stale_after_s)
         manager.set_source(service)

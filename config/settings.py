@@ -138,6 +138,7 @@ class Settings:
     simulator_auto_trade: bool = True
     data_dir: str = "var"
     event_loop: str = "asyncio"
+    outbox_max_events: int = 10_000
     login_hash_workers: int = 1
     login_max_pending: int = 16
     login_free_failures: int = 5
@@ -207,6 +208,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "simulator_auto_trade": _parse_bool,
     "data_dir": lambda n, v: v.strip() or "var",
     "event_loop": lambda n, v: _parse_choice(n, v, ("asyncio", "uvloop")),
+    "outbox_max_events": lambda n, v: _parse_int(n, v, minimum=100),
     "login_hash_workers": lambda n, v: _parse_int(n, v, minimum=1, maximum=64),
     "login_max_pending": lambda n, v: _parse_int(n, v, minimum=1, maximum=10_000),
     "login_free_failures": lambda n, v: _parse_int(n, v, minimum=1, maximum=1000),
@@ -252,6 +254,7 @@ SETTINGS_HELP: dict[str, str] = {
     "simulator_auto_trade": "demo mode: the simulator places orders for the demo traders",
     "data_dir": "directory for the SQLite file and the generated demo secret",
     "event_loop": "asyncio (default) or uvloop (the libuv loop; see bench/README.md)",
+    "outbox_max_events": "events held while Redis is unreachable (beyond: snapshots dropped)",
     "login_hash_workers": "threads checking passwords (scrypt) off the event loop",
     "login_max_pending": "logins hashing or waiting at once; more answer 503 + Retry-After",
     "login_free_failures": "wrong logins per address and per username before backoff starts",

@@ -153,7 +153,7 @@ class PortfolioSocket(WebSocketHandler):
         """Register with the manager, or refuse a connection over the per-user limit."""
         self.set_nodelay(True)
         manager = self.ctx.manager
-        if not manager.connect(self):
+        if not await manager.admit(self):
             log.info("user %s refused: maximum connections exceeded", self.user_id)
             await manager.control(
                 self,
