@@ -47,6 +47,7 @@ from storage.history import AccountRecorder
 from streaming.alpaca_bridge import AlpacaBridge, BridgeAccount, Endpoints
 from streaming.auth import SessionAuth
 from streaming.broker import Broker
+from streaming.cluster import ClusterReporter
 from streaming.leader import RedisLeader, SoleLeader
 from streaming.manager import StreamManager
 from streaming.memory_broker import MemoryBroker
@@ -128,6 +129,7 @@ class FolioServer:
         self.ctx: Context | None = None
         self.broker: Broker | None = None
         self.leader: SoleLeader | RedisLeader = SoleLeader()
+        self.cluster: ClusterReporter | None = None
         self.ingest: RedisIngest | None = None
         self.recorder: AccountRecorder | None = None
         self._purge: asyncio.Task[Any] | None = None
@@ -242,6 +244,12 @@ class FolioServer:
         if self.ingest is not None:
             await self.ingest.start()
         self.ctx.extra_status["redis"] = self._redis_status
+        if s.redis_url:
+            self.cluster = ClusterReporter(s.redis_url, self._process_report, prefix=s.redis_prefix)
+            await self.cluster.start()
+            self.ctx.extra_status["cluster"] = self.cluster.view
+        else:
+            self.ctx.extra_status["cluster"] = self._single_process_view
         log.info(
             "folio-stream listening on http://%s:%d (%s, realtime %s, %d linked account(s))",
             s.host,
@@ -298,6 +306,8 @@ class FolioServer:
             self._purge.cancel()
         if self.http is not None:
             self.http.stop()
+        if self.cluster is not None:
+            await self.cluster.stop()
         await self.leader.stop()
         if self.ingest is not None:
             await self.ingest.stop()
@@ -318,6 +328,35 @@ class FolioServer:
             await self.broker.close()
         if self.store is not None:
             await self.store.close()
+
+    def _process_report(self) -> dict[str, Any]:
+        """Return the figures of this process for the cluster view (:mod:`streaming.cluster`)."""
+        assert self.manager is not None
+        stats = self.manager.stats()
+        return {
+            "activeConnections": stats["activeConnections"],
+            "activeUsers": stats["activeUsers"],
+            "eventsDelivered": stats["eventsDelivered"],
+            "latencyMs": stats["latencyMs"],
+            "loopLagMs": stats["loopLagMs"],
+            "outbox": stats["outbox"],
+            "leader": self.leader.is_leader,
+        }
+
+    def _single_process_view(self) -> dict[str, Any]:
+        """The cluster view without Redis: this process alone."""
+        report = {**self._process_report(), "id": "local", "alive": True, "self": True}
+        return {
+            "processes": [report],
+            "totals": {
+                "processes": 1,
+                "gone": 0,
+                "activeConnections": report["activeConnections"],
+                "eventsDelivered": report["eventsDelivered"],
+                "leaders": 1,
+            },
+            "updatedAt": None,
+        }
 
     def _redis_status(self) -> dict[str, Any]:
         broker = self.broker
