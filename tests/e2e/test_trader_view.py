@@ -314,12 +314,19 @@ def test_theme_follows_the_system_and_axe_finds_no_serious_violation(
     # every column fits a 1280 px desktop too (nothing outside the cards adds a scroll bar)
     width = page.evaluate("document.scrollingElement.scrollWidth")
     assert width <= 1280, page.evaluate(WIDEST, 1280)
-    results = Axe().run(page)
-    serious = [
-        (v["id"], v["impact"], [(n["target"], n.get("failureSummary")) for n in v["nodes"]][:3])
-        for v in results.response["violations"]
-        if v["impact"] in ("serious", "critical")
-    ]
+    # A row fading in (a new execution: 250 ms of opacity) is caught mid-fade now and then:
+    # only a violation that is still there on a second look, a moment later, counts.
+    serious: list[Any] = []
+    for _ in range(3):
+        results = Axe().run(page)
+        serious = [
+            (v["id"], v["impact"], [(n["target"], n.get("failureSummary")) for n in v["nodes"]][:3])
+            for v in results.response["violations"]
+            if v["impact"] in ("serious", "critical")
+        ]
+        if not serious:
+            break
+        page.wait_for_timeout(700)
     assert serious == [], serious
     # the toggle switches and persists across a reload
     other = "dark" if scheme == "light" else "light"
