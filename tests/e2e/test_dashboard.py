@@ -74,7 +74,9 @@ def test_login_shows_live_dashboard_with_positions(page: Any, spa_server: Server
     expect(row.get_by_test_id("last-updated")).to_have_text(fresh_or_age)
     # P&L carries a sign/arrow besides its colour
     pnl = row.get_by_test_id("unrealized-pnl")
-    expect(pnl).to_have_text(re.compile(r"^(▲ \+|▼ -)?\$[\d,]+\.\d\d$"))
+    # (while it flashes, screen readers also hear which way it moved)
+    spoken = r"( \((up|down) since last update\))?"
+    expect(pnl).to_have_text(re.compile(r"^(▲ \+|▼ -)?\$[\d,]+\.\d\d" + spoken + "$"))
     # let a few fills and price moves happen, then take the README screenshot
     page.locator("[data-testid=execution]").first.wait_for(timeout=30_000)
     page.wait_for_timeout(2000)
