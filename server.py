@@ -46,6 +46,7 @@ from streaming.broker import Broker
 from streaming.leader import RedisLeader, SoleLeader
 from streaming.manager import StreamManager
 from streaming.memory_broker import MemoryBroker
+from streaming.opstats import StatsCollector, build_stats
 from streaming.redis_broker import RedisBroker
 from streaming.redis_ingest import RedisIngest
 from streaming.service import PortfolioService
@@ -201,6 +202,10 @@ class FolioServer:
         if self.ingest is not None:
             await self.ingest.start()
         self.ctx.extra_status["redis"] = self._redis_status
+        ctx = self.ctx
+        manager.metrics.registry.register(
+            StatsCollector(lambda: build_stats(manager, service, ctx.extra_status))
+        )
         log.info(
             "folio-stream listening on http://%s:%d (%s, realtime %s, %d linked account(s))",
             s.host,

@@ -7,9 +7,9 @@ format) accepts an admin session or ``Authorization: Bearer <INTERNAL_TOKEN>`` f
 from __future__ import annotations
 
 import hmac
-import resource
 
 from handlers.base import ApiError, BaseHandler
+from streaming.opstats import build_stats
 
 __all__ = ["StatsHandler", "MetricsHandler"]
 
@@ -21,16 +21,7 @@ class StatsHandler(BaseHandler):
         auth = await self.require_user()
         if not auth.user.is_admin:
             raise ApiError(403, "forbidden", "admin role required")
-        stats = self.ctx.manager.stats()
-        stats["broker"] = self.ctx.service.status()
-        stats.update({k: v() if callable(v) else v for k, v in self.ctx.extra_status.items()})
-        stats["maxRssMb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-        stats["alerts"] = {
-            "disconnectRateHigh": stats["disconnectsLastMinute"] > 10,
-            "latencyP95High": (stats["latencyMs"]["p95"] or 0) > 1000,
-            "loopLagP99High": (stats["loopLagMs"]["p99"] or 0) > 100,
-        }
-        self.write_json(stats)
+        self.write_json(build_stats(self.ctx.manager, self.ctx.service, self.ctx.extra_status))
 
 
 class MetricsHandler(BaseHandler):

@@ -66,6 +66,7 @@ class PortfolioSocket(WebSocketHandler):
         """Authorise the upgrade request (401 without a valid session), then upgrade."""
         auth = await self.ctx.auth.verify(self.get_cookie(COOKIE_NAME))
         if auth is None:
+            self.ctx.manager.metrics.reject("unauthorized")
             self.set_status(401)
             self.set_header("Content-Type", "application/json; charset=utf-8")
             self.finish('{"error": {"code": "unauthorized", "message": "login required"}}')
@@ -79,7 +80,10 @@ class PortfolioSocket(WebSocketHandler):
 
     def check_origin(self, origin: str) -> bool:
         """Accept only ``ALLOWED_ORIGINS`` (default: the server's own origin)."""
-        return origin.rstrip("/") in self.ctx.settings.origins()
+        if origin.rstrip("/") in self.ctx.settings.origins():
+            return True
+        self.ctx.manager.metrics.reject("bad_origin")
+        return False
 
     def get_compression_options(self) -> dict[str, Any] | None:
         """Enable permessage-deflate (RFC 7692): portfolio JSON compresses well."""

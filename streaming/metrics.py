@@ -1,10 +1,17 @@
 """Connection and delivery metrics (REQ-14, REQ-15), kept in a per-server Prometheus registry.
 
-prometheus-client provides the counters, gauges and histograms and the text exposition format
-(saves hand-written code); p50/p95/p99 delivery latency for the JSON stats come from a bounded
-window of recent samples, because Prometheus histograms only give bucket estimates.
+prometheus-client provides the counters, gauges and histograms, the default process and platform
+collectors (``process_*``, ``python_*``) and the text exposition format (saves hand-written
+code); p50/p95/p99 delivery latency for the JSON stats come from a bounded window of recent
+samples, because Prometheus histograms only give bucket estimates.
 Latency is measured from the moment an update enters the server (broker event or hook call) to
 the moment its frame is handed to the socket, in milliseconds.
+
+Names follow the Prometheus conventions (https://prometheus.io/docs/practices/naming/): counters
+end in ``_total``, units are base units named last (``_seconds``, ``_bytes``). No ``_created``
+series (:func:`prometheus_client.disable_created_metrics`): they double the series count and no
+rule here uses them. Every label has a bounded set of values: close codes outside the ones the
+server knows are counted as ``other``, so a client cannot mint new series.
 """
 
 from __future__ import annotations
@@ -13,9 +20,36 @@ import time
 from collections import deque
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
 
-__all__ = ["Metrics", "percentile"]
+from streaming.closecodes import CloseCode
+
+__all__ = ["Metrics", "percentile", "REJECT_REASONS", "close_code_label"]
+
+disable_created_metrics()
+
+#: Why an upgrade to ``/ws/portfolio`` was refused (the ``reason`` label).
+REJECT_REASONS = ("unauthorized", "bad_origin", "max_connections")
+
+#: Close codes counted under their own label value; anything else is ``other``.
+_KNOWN_CODES = frozenset({*(int(c) for c in CloseCode), *range(1000, 1016)})
+
+
+def close_code_label(code: int | None) -> str:
+    """Return the bounded ``code`` label for a close code: the number, ``none`` or ``other``."""
+    if code is None or code == 0:
+        return "none"
+    return str(code) if code in _KNOWN_CODES else "other"
 
 
 def percentile(samples: list[float], pct: float) -> float | None:
@@ -37,22 +71,35 @@ class Metrics:
     def __init__(self, window: int = 10_000) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
         self.connections = Gauge("folio_ws_connections", "Open WebSocket connections", registry=r)
-        self.connects = Counter("folio_ws_connects", "WebSocket connections accepted", registry=r)
-        self.rejects = Counter(
-            "folio_ws_rejects", "WebSocket connections refused", ["reason"], registry=r
+        self.connects = Counter(
+            "folio_ws_connects_total", "WebSocket connections accepted", registry=r
         )
+        self.rejects = Counter(
+            "folio_ws_rejects_total",
+            "WebSocket upgrades refused, by reason",
+            ["reason"],
+            registry=r,
+        )
+        for reason in REJECT_REASONS:
+            self.rejects.labels(reason=reason)
         self.disconnects = Counter(
-            "folio_ws_disconnects", "WebSocket connections closed", ["code"], registry=r
+            "folio_ws_disconnects_total",
+            "WebSocket connections closed, by close code",
+            ["code"],
+            registry=r,
         )
         self.duration = Histogram(
-            "folio_ws_connection_seconds",
-            "Connection duration in seconds",
+            "folio_ws_connection_duration_seconds",
+            "How long closed WebSocket connections lasted",
             buckets=(1, 10, 60, 300, 1800, 3600, 14400, 86400),
             registry=r,
         )
         self.published = Counter(
-            "folio_events_published", "Stream events published", ["type"], registry=r
+            "folio_events_published_total", "Stream events published, by type", ["type"], registry=r
         )
         self.latency = Histogram(
             "folio_delivery_latency_seconds",
@@ -61,10 +108,13 @@ class Metrics:
             registry=r,
         )
         self.client_errors = Counter(
-            "folio_ws_client_errors", "Rejected client messages", ["code"], registry=r
+            "folio_ws_client_errors_total",
+            "Rejected client messages, by code",
+            ["code"],
+            registry=r,
         )
         self.broker_last_message = Gauge(
-            "folio_broker_last_message_timestamp",
+            "folio_broker_last_message_timestamp_seconds",
             "Unix time of the last broker message",
             registry=r,
         )
@@ -84,8 +134,12 @@ class Metrics:
 
     def observe_disconnect(self, code: int | None) -> None:
         """Record a closed connection with its close code (None when unknown)."""
-        self.disconnects.labels(code=str(code or "none")).inc()
+        self.disconnects.labels(code=close_code_label(code)).inc()
         self._disconnect_times.append(time.monotonic())
+
+    def reject(self, reason: str) -> None:
+        """Count a refused upgrade; ``reason`` is one of :data:`REJECT_REASONS`."""
+        self.rejects.labels(reason=reason if reason in REJECT_REASONS else "other").inc()
 
     def latency_ms(self) -> dict[str, float | None]:
         """Return ``{"p50", "p95", "p99", "count"}`` of recent delivery latency in milliseconds."""
