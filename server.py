@@ -35,6 +35,7 @@ from config.settings import SETTINGS_HELP, Settings, SettingsError, load_setting
 from handlers.admin import MetricsHandler, StatsHandler
 from handlers.auth import LoginHandler, LogoutHandler, MeHandler
 from handlers.base import Context, NotFoundHandler
+from handlers.health import ApiDocumentHandler, LivezHandler, ReadyzHandler
 from handlers.internal import InternalEventsHandler
 from handlers.portfolio import HealthHandler, PortfolioHandler
 from handlers.spa import SpaHandler
@@ -47,6 +48,7 @@ from streaming.leader import RedisLeader, SoleLeader
 from streaming.manager import StreamManager
 from streaming.memory_broker import MemoryBroker
 from streaming.opstats import StatsCollector, build_stats
+from streaming.readiness import Readiness
 from streaming.redis_broker import RedisBroker
 from streaming.redis_ingest import RedisIngest
 from streaming.service import PortfolioService
@@ -54,6 +56,12 @@ from streaming.service import PortfolioService
 log = logging.getLogger("folio")
 
 STATIC_DIR = Path(__file__).with_name("static")
+DOCS_DIR = Path(__file__).with_name("docs")
+#: Unknown paths under these prefixes are JSON 404s (``/healthz`` and ``/status`` too: probes).
+NOT_FOUND_PATHS = (
+    r"/(?:api|ws|internal)(?:/.*)?|/(?:metrics|livez|readyz|healthz|status).*"
+    r"|/(?:openapi|asyncapi)\.json"
+)
 MAX_BODY_BYTES = 1024 * 1024
 DEMO_TRADERS = (("alice", "demo"), ("bob", "demo"))
 DEMO_DATA_KEY = ("DEMO-MARKET-DATA", "demo-market-data-secret")
@@ -88,7 +96,12 @@ def make_app(ctx: Context, static_dir: Path = STATIC_DIR) -> tornado.web.Applica
         (r"/api/admin/websocket-stats", StatsHandler),
         (r"/metrics", MetricsHandler),
         (r"/internal/events", InternalEventsHandler),
-        (r"/(?:api|ws|internal)/.*", NotFoundHandler),
+        (r"/livez", LivezHandler),
+        (r"/readyz", ReadyzHandler),
+        (r"/api/openapi.json", ApiDocumentHandler, {"path": str(DOCS_DIR / "openapi.json")}),
+        (r"/api/asyncapi.json", ApiDocumentHandler, {"path": str(DOCS_DIR / "asyncapi.json")}),
+        # Machine paths answer JSON 404, never the SPA (a probe must not see 200 text/html).
+        (NOT_FOUND_PATHS, NotFoundHandler),
         (r"/assets/(.*)", tornado.web.StaticFileHandler, {"path": str(static_dir / "assets")}),
         (r"/(favicon\.(?:ico|svg))", tornado.web.StaticFileHandler, {"path": str(static_dir)}),
         (r"/(.*)", SpaHandler, {"static_dir": str(static_dir)}),
@@ -206,6 +219,7 @@ class FolioServer:
         manager.metrics.registry.register(
             StatsCollector(lambda: build_stats(manager, service, ctx.extra_status))
         )
+        ctx.readiness = self._readiness()
         log.info(
             "folio-stream listening on http://%s:%d (%s, realtime %s, %d linked account(s))",
             s.host,
@@ -272,6 +286,52 @@ class FolioServer:
             await self.broker.close()
         if self.store is not None:
             await self.store.close()
+
+    def _readiness(self) -> Readiness:
+        """The ``/readyz`` probes: database, Redis (when configured), broker feed, role."""
+        readiness = Readiness()
+        store, broker, bridge, service = self.store, self.broker, self.bridge, self.service
+        assert store is not None and bridge is not None and service is not None
+
+        async def database() -> dict[str, Any]:
+            await store.ping()
+            return {"ok": True, "engine": store.dialect}
+
+        async def redis() -> dict[str, Any]:
+            assert isinstance(broker, RedisBroker)
+            await broker.ping()
+            return {"ok": True}
+
+        async def broker_feed() -> dict[str, Any]:
+            state, feed = bridge.status(), service.status()
+            down = sorted(u for u, alive in state["tradingStreams"].items() if not alive)
+            # The market-data stream only runs while some symbol is held.
+            data_down = bool(bridge.data_symbols) and not state["marketData"]
+            ok = not down and not data_down
+            details: dict[str, Any] = {
+                "ok": ok,
+                "stale": feed["stale"],
+                "secondsSinceBrokerMessage": feed["secondsSinceBrokerMessage"],
+            }
+            if not ok:
+                details["error"] = (
+                    f"trading stream down for userId {', '.join(down)}"
+                    if down
+                    else "market-data stream not running"
+                )
+            return details
+
+        async def role() -> dict[str, Any]:
+            if not self.settings.redis_url:
+                return {"ok": True, "role": "single"}
+            return {"ok": True, "role": "leader" if self.leader.is_leader else "follower"}
+
+        readiness.add("database", database)
+        if isinstance(broker, RedisBroker):
+            readiness.add("redis", redis)
+        readiness.add("broker", broker_feed)
+        readiness.add("role", role)
+        return readiness
 
     def _redis_status(self) -> dict[str, Any]:
         broker = self.broker

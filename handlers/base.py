@@ -17,6 +17,7 @@ from tornado.web import HTTPError, RequestHandler
 from config.settings import Settings
 from streaming.auth import COOKIE_NAME, Authenticated, SessionAuth
 from streaming.manager import StreamManager
+from streaming.readiness import Readiness
 from streaming.service import PortfolioService
 
 __all__ = ["Context", "BaseHandler", "ApiError", "NotFoundHandler"]
@@ -34,6 +35,8 @@ class Context:
     service: PortfolioService
     #: More sections for the admin stats: values, or callables evaluated per request.
     extra_status: dict[str, Any] = field(default_factory=dict)
+    #: The ``/readyz`` probes (set once the server has started).
+    readiness: Readiness | None = None
 
 
 class ApiError(HTTPError):

@@ -153,6 +153,10 @@ class Store(ABC):
             applied.append(version)
         return applied
 
+    async def ping(self) -> None:
+        """Run ``SELECT 1``; raises the engine's error when the database does not answer."""
+        await self._query("SELECT 1")
+
     async def _applied(self) -> set[str]:
         return {row[0] for row in await self._query("SELECT version FROM schema_migrations")}
 

@@ -99,6 +99,17 @@ class RedisBroker(Broker):
         self._reader = asyncio.ensure_future(self._read_forever())
         await asyncio.wait_for(self._subscribed.wait(), 5.0)
 
+    async def ping(self) -> None:
+        """Check Redis answers ``PING`` and the fan-out subscription is up (for ``/readyz``).
+
+        Raises:
+            ConnectionError: the fan-out subscription is down.
+            redis.exceptions.RedisError: Redis does not answer.
+        """
+        await self._redis.ping()
+        if not self.connected:
+            raise ConnectionError("the fan-out subscription is down (reconnecting)")
+
     async def close(self) -> None:
         """Stop the reader and close the connections."""
         if self._reader is not None:

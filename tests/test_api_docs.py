@@ -37,7 +37,7 @@ DOCS = ROOT / "docs"
 HANDLERS_DIR = Path(handlers.__file__).parent
 
 #: Routes that are not part of the API: the SPA, its assets and the JSON 404 catch-all.
-NOT_API = {r"/(?:api|ws|internal)/.*", r"/assets/(.*)", r"/(favicon\.(?:ico|svg))", r"/(.*)"}
+NOT_API = {server.NOT_FOUND_PATHS, r"/assets/(.*)", r"/(favicon\.(?:ico|svg))", r"/(.*)"}
 #: The component schema documenting each hook event type's ``data``.
 COMPONENT_OF: dict[str, str] = {
     events.EventType.POSITION_UPDATE: "PositionUpdate",
@@ -256,7 +256,7 @@ def test_admin_stats_fields_are_documented() -> None:
     documented = set(openapi()["components"]["schemas"]["WebSocketStats"]["properties"])
     manager = StreamManager(MemoryBroker())
     keys = set(manager.stats())
-    admin = (HANDLERS_DIR / "admin.py").read_text(encoding="utf-8")
+    admin = (ROOT / "streaming" / "opstats.py").read_text(encoding="utf-8")
     keys |= set(re.findall(r'stats\["(\w+)"\]', admin))
     keys |= set(re.findall(r'extra_status\["(\w+)"\]', inspect.getsource(server)))
     assert keys - documented == set()
