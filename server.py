@@ -32,7 +32,12 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
 from config.settings import SETTINGS_HELP, Settings, SettingsError, load_settings
-from handlers.admin import MetricsHandler, StatsHandler
+from handlers.admin import (
+    ConnectionsHandler,
+    DisconnectUserHandler,
+    MetricsHandler,
+    StatsHandler,
+)
 from handlers.auth import LoginHandler, LogoutHandler, MeHandler
 from handlers.base import Context, NotFoundHandler
 from handlers.health import ApiDocumentHandler, LivezHandler, ReadyzHandler
@@ -52,6 +57,7 @@ from streaming.readiness import Readiness
 from streaming.redis_broker import RedisBroker
 from streaming.redis_ingest import RedisIngest
 from streaming.service import PortfolioService
+from streaming.user_control import UserControl
 
 log = logging.getLogger("folio")
 
@@ -94,6 +100,8 @@ def make_app(ctx: Context, static_dir: Path = STATIC_DIR) -> tornado.web.Applica
         (r"/api/account", PortfolioHandler, {"view": "account"}),
         (r"/api/trades", PortfolioHandler, {"view": "trades"}),
         (r"/api/admin/websocket-stats", StatsHandler),
+        (r"/api/admin/connections", ConnectionsHandler),
+        (r"/api/admin/users/([0-9]{1,18})/disconnect", DisconnectUserHandler),
         (r"/metrics", MetricsHandler),
         (r"/internal/events", InternalEventsHandler),
         (r"/livez", LivezHandler),
@@ -136,6 +144,7 @@ class FolioServer:
         self.broker: Broker | None = None
         self.leader: SoleLeader | RedisLeader = SoleLeader()
         self.ingest: RedisIngest | None = None
+        self.user_control: UserControl | None = None
 
     async def start(self) -> int:
         """Open storage, start the simulator (demo), the bridge and the HTTP server.
@@ -220,6 +229,15 @@ class FolioServer:
             StatsCollector(lambda: build_stats(manager, service, ctx.extra_status))
         )
         ctx.readiness = self._readiness()
+        self.user_control = UserControl(
+            manager,
+            store,
+            interval_s=s.heartbeat_interval_s,
+            redis_url=s.redis_url,
+            prefix=s.redis_prefix,
+        )
+        self.user_control.start()
+        ctx.user_control = self.user_control
         log.info(
             "folio-stream listening on http://%s:%d (%s, realtime %s, %d linked account(s))",
             s.host,
@@ -269,6 +287,8 @@ class FolioServer:
         if self.http is not None:
             self.http.stop()
         await self.leader.stop()
+        if self.user_control is not None:
+            await self.user_control.stop()
         if self.ingest is not None:
             await self.ingest.stop()
         if self.manager is not None:

@@ -19,6 +19,7 @@ from streaming.auth import COOKIE_NAME, Authenticated, SessionAuth
 from streaming.manager import StreamManager
 from streaming.readiness import Readiness
 from streaming.service import PortfolioService
+from streaming.user_control import UserControl
 
 __all__ = ["Context", "BaseHandler", "ApiError", "NotFoundHandler"]
 
@@ -37,6 +38,8 @@ class Context:
     extra_status: dict[str, Any] = field(default_factory=dict)
     #: The ``/readyz`` probes (set once the server has started).
     readiness: Readiness | None = None
+    #: Closes a user's sockets on every process (set once the server has started).
+    user_control: UserControl | None = None
 
 
 class ApiError(HTTPError):

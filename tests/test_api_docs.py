@@ -99,9 +99,10 @@ def routes(realtime: bool = True) -> list[tuple[str, type, dict[str, Any]]]:
     for rule in app.wildcard_router.rules:
         matcher: Any = rule.matcher  # a PathMatches
         pattern = matcher.regex.pattern
-        out.append(
-            (pattern[:-1] if pattern.endswith("$") else pattern, rule.target, rule.target_kwargs)
-        )
+        pattern = pattern[:-1] if pattern.endswith("$") else pattern
+        # A path parameter is a regex group in the route, {name} in OpenAPI.
+        pattern = pattern.replace("/users/([0-9]{1,18})/", "/users/{userId}/")
+        out.append((pattern, rule.target, rule.target_kwargs))
     return out
 
 
