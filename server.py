@@ -1,12 +1,17 @@
-"""folio-stream entry point: ``python server.py [--flags]`` runs the server; ``adduser`` adds users.
+"""folio-stream entry point: ``python server.py [--flags]`` runs the server; ``users`` manages.
 
 Usage::
 
-    python server.py [--port 8888] [--host 127.0.0.1] [--database-url …]   # run
-    python server.py adduser NAME [--admin] [--password P]
-                     [--alpaca-key K --alpaca-secret S [--live]]          # add a user
+    python server.py [--port 8888] [--host 127.0.0.1] [--log-level info] [--…]   # run
+    python server.py users list|add|passwd|link|unlink|disable|enable|delete …  # users
+    python server.py users --help                                            # details
+    python server.py adduser …                                        # = users add …
 
-Every setting is also an environment variable (see ``config/settings.py`` and the README).
+Every setting is an environment variable and a flag (below); a flag wins over its variable, with
+a warning when both are given and differ. Start-up failures (port in use, bad HOST, database or
+Redis unreachable, a SECRET_KEY that does not decrypt the stored keys, unwritable DATA_DIR) are
+one line on stderr naming the cause and the fix, exit code 2.
+
 With no Alpaca keys the server runs in demo mode: it starts the bundled Alpaca-protocol simulator,
 seeds ``alice``/``bob`` (password ``demo``) and ``admin`` (password ``admin``), and links each
 trader to a simulator account. SIGTERM/SIGINT flush pending batches, close sockets with 1001,
@@ -15,10 +20,8 @@ stop the broker streams and exit 0.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import dataclasses
-import getpass
 import logging
 import os
 import signal
@@ -31,6 +34,8 @@ import tornado.web
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
+from config.errors import EXIT_CONFIG, explain
+from config.logs import configure_logging
 from config.settings import SETTINGS_HELP, Settings, SettingsError, load_settings
 from handlers.admin import (
     ConnectionsHandler,
@@ -45,7 +50,7 @@ from handlers.internal import InternalEventsHandler
 from handlers.portfolio import HealthHandler, PortfolioHandler
 from handlers.spa import SpaHandler
 from handlers.ws import PortfolioSocket
-from storage.db import Store, UserExistsError, open_store
+from storage.db import Store, open_store
 from streaming.alpaca_bridge import AlpacaBridge, BridgeAccount, Endpoints
 from streaming.auth import SessionAuth
 from streaming.broker import Broker
@@ -374,6 +379,10 @@ async def _serve(settings: Settings) -> int:
         [starting, asyncio.ensure_future(stop.wait())], return_when="FIRST_COMPLETED"
     )
     if starting.done() and starting.exception() is not None:
+        try:  # release what was started (simulator, store, Redis) before reporting
+            await asyncio.wait_for(server.stop(), 4.0)
+        except Exception:
+            pass
         raise starting.exception()  # type: ignore[misc]
     await stop.wait()
     if not starting.done():
@@ -386,71 +395,55 @@ async def _serve(settings: Settings) -> int:
     return 0
 
 
-async def _adduser(settings: Settings, args: argparse.Namespace) -> int:
-    store = await open_store(settings.database_url, settings.secret_key)
-    try:
-        password = args.password or os.environ.get("FOLIO_PASSWORD") or getpass.getpass()
-        try:
-            user = await store.create_user(args.name, password, is_admin=args.admin)
-        except (UserExistsError, ValueError) as exc:
-            print(f"adduser: {exc}", file=sys.stderr)
-            return 1
-        if args.alpaca_key or args.alpaca_secret:
-            if not (args.alpaca_key and args.alpaca_secret):
-                print("adduser: --alpaca-key and --alpaca-secret go together", file=sys.stderr)
-                return 1
-            await store.link_broker_account(
-                user.id, args.alpaca_key, args.alpaca_secret, paper=not args.live
-            )
-        role = "admin" if user.is_admin else "trader"
-        linked = " linked to a broker account" if args.alpaca_key else ""
-        print(f"created {role} {user.username} (userId {user.user_id}){linked}")
-        return 0
-    finally:
-        await store.close()
-
-
 def main(argv: list[str] | None = None) -> int:
-    """Run the server or the ``adduser`` command.
+    """Run the server, or a ``users`` command (``adduser`` is ``users add``).
 
     Args:
         argv: command-line arguments without the program name (default ``sys.argv[1:]``).
 
     Returns:
-        The process exit code.
+        The process exit code: 0, or 2 (``config.errors.EXIT_CONFIG``) after one line on stderr
+        naming the cause and the fix when the settings or the environment are wrong.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(
-        level=os.environ.get("LOG_LEVEL", "INFO").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    if argv and argv[0] == "adduser":
-        parser = argparse.ArgumentParser(prog="server.py adduser", description="Add a user.")
-        parser.add_argument("name")
-        parser.add_argument("--admin", action="store_true", help="grant the admin role")
-        parser.add_argument("--password", help="password (default: $FOLIO_PASSWORD or a prompt)")
-        parser.add_argument("--alpaca-key", help="the trader's Alpaca API key id")
-        parser.add_argument("--alpaca-secret", help="the trader's Alpaca secret key")
-        parser.add_argument("--live", action="store_true", help="a live (not paper) account")
-        args, rest = parser.parse_known_args(argv[1:])
-        try:
-            settings = load_settings(argv=rest)
-        except SettingsError as exc:
-            print(f"settings error: {exc}", file=sys.stderr)
-            return 2
-        return asyncio.run(_adduser(settings, args))
+    if argv and argv[0] in ("users", "adduser"):
+        from cli.users import main as users_main
+
+        return users_main(argv)
     if argv and argv[0] in ("-h", "--help"):
         print(__doc__)
         for name, text in SETTINGS_HELP.items():
             print(f"  --{name.replace('_', '-'):28} {name.upper()}: {text}")
         return 0
+    warnings: list[str] = []
     try:
-        settings = load_settings(argv=argv)
+        settings = load_settings(argv=argv, warnings=warnings)
     except SettingsError as exc:
         print(f"settings error: {exc}", file=sys.stderr)
-        return 2
-    with asyncio.Runner(loop_factory=_loop_factory(settings.event_loop)) as runner:
-        return runner.run(_serve(settings))
+        return EXIT_CONFIG
+    except OSError as exc:  # the demo SECRET_KEY file under DATA_DIR
+        data_dir = os.environ.get("DATA_DIR", "var")
+        print(f"folio-stream: {explain(exc, data_dir=data_dir) or exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    configure_logging(settings.log_level, settings.log_format)
+    for line in warnings:
+        log.warning("%s (a flag wins over its environment variable)", line)
+    try:
+        with asyncio.Runner(loop_factory=_loop_factory(settings.event_loop)) as runner:
+            return runner.run(_serve(settings))
+    except Exception as exc:
+        message = explain(
+            exc,
+            host=settings.host,
+            port=settings.port,
+            database_url=settings.database_url,
+            redis_url=settings.redis_url,
+            data_dir=settings.data_dir,
+        )
+        if message is None:
+            raise
+        print(f"folio-stream: {message}", file=sys.stderr)
+        return EXIT_CONFIG
 
 
 def _loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
