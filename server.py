@@ -44,7 +44,7 @@ from handlers.admin import (
     StatsHandler,
 )
 from handlers.auth import LoginHandler, LogoutHandler, MeHandler
-from handlers.base import Context, NotFoundHandler
+from handlers.base import Context, NotFoundHandler, log_request
 from handlers.health import ApiDocumentHandler, LivezHandler, ReadyzHandler
 from handlers.internal import InternalEventsHandler
 from handlers.portfolio import HealthHandler, PortfolioHandler
@@ -124,6 +124,7 @@ def make_app(ctx: Context, static_dir: Path = STATIC_DIR) -> tornado.web.Applica
         ctx=ctx,
         websocket_max_message_size=settings.max_message_bytes,
         xheaders=True,
+        log_function=log_request,
     )
 
 

@@ -21,9 +21,43 @@ from streaming.readiness import Readiness
 from streaming.service import PortfolioService
 from streaming.user_control import UserControl
 
-__all__ = ["Context", "BaseHandler", "ApiError", "NotFoundHandler"]
+__all__ = ["Context", "BaseHandler", "ApiError", "NotFoundHandler", "log_request"]
 
 log = logging.getLogger(__name__)
+access_log = logging.getLogger("tornado.access")
+
+
+def log_request(handler: RequestHandler) -> None:
+    """Log one line per finished request (the Application's ``log_function``).
+
+    2xx/3xx at INFO, 4xx at WARNING, 5xx at ERROR; an error answer carries its code and message
+    on the same line, so an error is logged once (not also by ``log_exception``). Extras:
+    ``status`` and ``errorCode`` (for ``LOG_FORMAT=json``).
+    """
+    status = handler.get_status()
+    request = handler.request
+    error = getattr(handler, "logged_error", None)
+    code, detail = None, ""
+    if isinstance(error, ApiError):
+        code, detail = error.code, f": {error.code}: {error.message}"
+    elif isinstance(error, HTTPError) and error.log_message:
+        text = error.log_message % error.args if error.args else error.log_message
+        code, detail = "http_error", f": {text}"
+    level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
+    extra: dict[str, Any] = {"status": status}
+    if code:
+        extra["errorCode"] = code
+    access_log.log(
+        level,
+        "%d %s %s (%s) %.2fms%s",
+        status,
+        request.method,
+        request.uri,
+        request.remote_ip,
+        1000.0 * request.request_time(),
+        detail,
+        extra=extra,
+    )
 
 
 @dataclass
@@ -55,6 +89,8 @@ class BaseHandler(RequestHandler):
     """JSON API base: ``ctx`` access, JSON errors, cookie session lookup, no caching."""
 
     auth_result: Authenticated | None = None
+    #: The HTTPError this request ended with, for :func:`log_request`'s one line.
+    logged_error: HTTPError | None = None
 
     @property
     def ctx(self) -> Context:
@@ -71,6 +107,13 @@ class BaseHandler(RequestHandler):
         """Finish the request with ``payload`` as JSON and HTTP ``status``."""
         self.set_status(status)
         self.finish(ujson.dumps(payload, ensure_ascii=False, escape_forward_slashes=False))
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        """HTTP errors are logged once, by :func:`log_request`; others keep their traceback."""
+        if isinstance(value, HTTPError):
+            self.logged_error = value
+            return
+        super().log_exception(typ, value, tb)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None))[1]

@@ -23,7 +23,9 @@ the connection with 4002 rather than letting server memory grow.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import time
 from typing import Any
 
 from tornado.websocket import WebSocketClosedError, WebSocketHandler, WebSocketProtocol
@@ -44,6 +46,9 @@ log = logging.getLogger(__name__)
 
 #: Bytes allowed to wait in one connection's write buffer before it is closed with 4002.
 MAX_BUFFERED_BYTES = 4 * 1024 * 1024
+
+#: Connection ids (``connId`` on log lines): unique within the process.
+_conn_ids = itertools.count(1)
 
 
 class PortfolioSocket(WebSocketHandler):
@@ -72,6 +77,7 @@ class PortfolioSocket(WebSocketHandler):
             self.finish('{"error": {"code": "unauthorized", "message": "login required"}}')
             return
         self.user_id = auth.user.user_id
+        self.conn_id = f"c{next(_conn_ids)}"
         self.sid = auth.sid
         self.expires_at = auth.expires_at
         self.subscription = Subscription()
@@ -96,9 +102,14 @@ class PortfolioSocket(WebSocketHandler):
     async def open(self, *args: str, **kwargs: str) -> None:
         """Register with the manager, or refuse a connection over the per-user limit."""
         self.set_nodelay(True)
+        self._opened_at = time.monotonic()
         manager = self.ctx.manager
         if not manager.connect(self):
-            log.info("user %s refused: maximum connections exceeded", self.user_id)
+            log.info(
+                "user %s refused: maximum connections exceeded",
+                self.user_id,
+                extra={"userId": self.user_id, "connId": self.conn_id},
+            )
             await manager.control(
                 self,
                 EventType.ERROR,
@@ -122,7 +133,11 @@ class PortfolioSocket(WebSocketHandler):
         try:
             await manager.handle(self, msg)
         except Exception:
-            log.exception("error handling a message from user %s", self.user_id)
+            log.exception(
+                "error handling a message from user %s",
+                self.user_id,
+                extra={"userId": self.user_id, "connId": self.conn_id},
+            )
             self.close(CloseCode.INTERNAL_ERROR, "Internal error")
 
     def on_pong(self, data: bytes) -> None:
@@ -139,13 +154,33 @@ class PortfolioSocket(WebSocketHandler):
         """Close with ``code`` (remembered for the disconnect metrics), RFC 6455 §7.1.2."""
         if code is not None and getattr(self, "_server_close_code", None) is None:
             self._server_close_code = code
+            self._server_close_reason = reason
         super().close(code, reason)
 
     def on_close(self) -> None:
-        """Free the connection's slot."""
+        """Free the connection's slot and log the close once: code, reason, user, duration."""
+        server_code = getattr(self, "_server_close_code", None)
+        code = server_code or self.close_code
         if self._registered:
-            code = getattr(self, "_server_close_code", None) or self.close_code
             self.ctx.manager.disconnect(self, code)
+        reason = getattr(self, "_server_close_reason", None) or self.close_reason or ""
+        duration = time.monotonic() - getattr(self, "_opened_at", time.monotonic())
+        log.info(
+            "socket %s of user %s closed by the %s: %s %s after %.1f s",
+            self.conn_id,
+            self.user_id,
+            "server" if server_code else "client",
+            code if code is not None else "(no code)",
+            reason or "(no reason)",
+            duration,
+            extra={
+                "userId": self.user_id,
+                "connId": self.conn_id,
+                "code": code,
+                "reason": reason,
+                "durationS": round(duration, 3),
+            },
+        )
 
     # -- streaming.hub.Client -------------------------------------------------------------------
     def send(self, message: PreparedMessage) -> Sent:
