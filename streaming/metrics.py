@@ -162,8 +162,15 @@ class Metrics:
 
     def summary(self) -> dict[str, Any]:
         """Return counters as plain numbers for the JSON stats."""
+        by_code = {
+            sample.labels["code"]: int(sample.value)
+            for metric in self.disconnects.collect()
+            for sample in metric.samples
+            if sample.name.endswith("_total")
+        }
         return {
             "connectsTotal": int(self.connects._value.get()),
+            "disconnectsByCode": by_code,
             "disconnectsLastMinute": self.disconnects_last_minute(),
             "latencyMs": self.latency_ms(),
         }

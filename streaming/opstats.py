@@ -36,6 +36,7 @@ NOT_EXPORTED: dict[str, str] = {
     "latencyMs": "histogram_quantile over folio_delivery_latency_seconds_bucket",
     "loopLagMs": "histogram_quantile over folio_event_loop_lag_seconds_bucket",
     "connectsTotal": "folio_ws_connects_total (kept by Metrics)",
+    "disconnectsByCode": "folio_ws_disconnects_total{code} (kept by Metrics)",
     "broker.secondsSinceBrokerMessage": "time() - folio_broker_last_message_timestamp_seconds",
     "broker.symbolsWatched": "the list; its length is folio_broker_symbols_watched",
     "bridge.tradingStreams": "per user; counted by state in folio_bridge_trading_streams",
