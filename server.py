@@ -38,6 +38,7 @@ from config.errors import EXIT_CONFIG, explain
 from config.logs import configure_logging
 from config.settings import SETTINGS_HELP, Settings, SettingsError, load_settings
 from handlers.admin import (
+    ClusterHandler,
     ConnectionsHandler,
     DisconnectUserHandler,
     MetricsHandler,
@@ -54,6 +55,7 @@ from storage.db import Store, open_store
 from streaming.alpaca_bridge import AlpacaBridge, BridgeAccount, Endpoints
 from streaming.auth import SessionAuth
 from streaming.broker import Broker
+from streaming.cluster import ClusterView
 from streaming.leader import RedisLeader, SoleLeader
 from streaming.manager import StreamManager
 from streaming.memory_broker import MemoryBroker
@@ -106,6 +108,7 @@ def make_app(ctx: Context, static_dir: Path = STATIC_DIR) -> tornado.web.Applica
         (r"/api/trades", PortfolioHandler, {"view": "trades"}),
         (r"/api/admin/websocket-stats", StatsHandler),
         (r"/api/admin/connections", ConnectionsHandler),
+        (r"/api/admin/cluster", ClusterHandler),
         (r"/api/admin/users/([0-9]{1,18})/disconnect", DisconnectUserHandler),
         (r"/metrics", MetricsHandler),
         (r"/internal/events", InternalEventsHandler),
@@ -151,6 +154,7 @@ class FolioServer:
         self.leader: SoleLeader | RedisLeader = SoleLeader()
         self.ingest: RedisIngest | None = None
         self.user_control: UserControl | None = None
+        self.cluster: ClusterView | None = None
 
     async def start(self) -> int:
         """Open storage, start the simulator (demo), the bridge and the HTTP server.
@@ -244,6 +248,14 @@ class FolioServer:
         )
         self.user_control.start()
         ctx.user_control = self.user_control
+        self.cluster = ClusterView(
+            lambda: build_stats(manager, service, ctx.extra_status),
+            port=self.port,
+            redis_url=s.redis_url,
+            prefix=s.redis_prefix,
+        )
+        self.cluster.start()
+        ctx.cluster = self.cluster
         log.info(
             "folio-stream listening on http://%s:%d (%s, realtime %s, %d linked account(s))",
             s.host,
@@ -295,6 +307,8 @@ class FolioServer:
         await self.leader.stop()
         if self.user_control is not None:
             await self.user_control.stop()
+        if self.cluster is not None:
+            await self.cluster.stop()
         if self.ingest is not None:
             await self.ingest.stop()
         if self.manager is not None:

@@ -16,6 +16,7 @@ from tornado.web import HTTPError, RequestHandler
 
 from config.settings import Settings
 from streaming.auth import COOKIE_NAME, Authenticated, SessionAuth
+from streaming.cluster import ClusterView
 from streaming.manager import StreamManager
 from streaming.readiness import Readiness
 from streaming.service import PortfolioService
@@ -74,6 +75,8 @@ class Context:
     readiness: Readiness | None = None
     #: Closes a user's sockets on every process (set once the server has started).
     user_control: UserControl | None = None
+    #: Every process's headline numbers for the admin page (set once the server has started).
+    cluster: ClusterView | None = None
 
 
 class ApiError(HTTPError):

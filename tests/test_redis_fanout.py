@@ -130,3 +130,31 @@ async def test_admin_disconnect_closes_the_user_on_every_process(
     finally:
         await b.server.stop()
         await a.server.stop()
+
+
+@pytest.mark.gen_test(timeout=90)
+async def test_cluster_view_lists_every_process(tmp_path: Path, prefix: str) -> None:  # noqa: F811
+    """Either process answers the admin page with both processes' numbers; a stopped process
+    leaves the view."""
+    a, b = await _pair(tmp_path, prefix)
+    try:
+        on_b = await b.connect(await b.login("alice"))
+        await subscribe(on_b, ["account"])
+        assert a.server.cluster is not None and b.server.cluster is not None
+        await a.server.cluster.publish()
+        await b.server.cluster.publish()
+        admin = await a.login("admin", "admin")
+        code, body = await a.get_json("/api/admin/cluster", admin)
+        assert code == 200
+        rows = {p["id"]: p for p in body["processes"]}
+        a_id, b_id = a.server.cluster.id, b.server.cluster.id
+        assert set(rows) == {a_id, b_id} and body["processes"][0]["id"] == a_id
+        assert rows[a_id]["self"] is True and rows[b_id]["self"] is False
+        assert rows[b_id]["connections"] == 1 and rows[a_id]["connections"] == 0
+        assert [rows[a_id]["leader"], rows[b_id]["leader"]] == [True, False]
+        await b.server.stop()  # removes its summary
+        code, body = await a.get_json("/api/admin/cluster", admin)
+        assert [p["id"] for p in body["processes"]] == [a_id]
+    finally:
+        await b.server.stop()
+        await a.server.stop()

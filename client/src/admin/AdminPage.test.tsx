@@ -31,6 +31,22 @@ function stats(over: Partial<Stats> = {}): Stats {
   } as Stats;
 }
 
+function proc(id: string, connections: number) {
+  return {
+    id,
+    connections,
+    users: 1,
+    eventsDelivered: 0,
+    latencyP95Ms: 4,
+    loopLagP99Ms: 1,
+    disconnectsLastMinute: 1,
+    fanout: true,
+    brokerStale: false,
+    maxRssMb: 120,
+    updatedAt: 0,
+  };
+}
+
 function fakeAdmin(): AdminApi & { disconnect: ReturnType<typeof vi.fn> } {
   let delivered = 100;
   return {
@@ -39,6 +55,12 @@ function fakeAdmin(): AdminApi & { disconnect: ReturnType<typeof vi.fn> } {
       users: [{ userId: '1', username: 'alice', connections: 2, connectedSeconds: 75, lastSeenSeconds: 3 }],
     })),
     disconnect: vi.fn(async (userId: string) => ({ userId, sessionsRevoked: 1, socketsClosed: 2 })),
+    cluster: vi.fn(async () => ({
+      processes: [
+        { ...proc('host:1', 2), self: true, partial: false, leader: true },
+        { ...proc('host:2', 5), self: false, partial: false, leader: false },
+      ],
+    })),
   };
 }
 
@@ -59,6 +81,10 @@ describe('AdminPage', () => {
     await waitFor(() => expect(Number(screen.getByTestId('chart-connections').getAttribute('data-points'))).toBeGreaterThan(2));
     await waitFor(() => expect(screen.getByTestId('stat-deliveries').textContent).not.toBe('–'));
     expect(window.location.pathname).toBe('/admin');
+    expect(screen.getByTestId('process-host:1').textContent).toContain('(answering)');
+    expect(screen.getByTestId('process-host:2').textContent).toContain('follower');
+    expect(screen.getByTestId('process-totals').textContent).toContain('7');
+    expect(screen.queryByTestId('leader-warning')).toBeNull();
   });
 
   it('disconnects a user and says what happened', async () => {

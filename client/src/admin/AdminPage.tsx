@@ -6,7 +6,7 @@
 import { useEffect, useMemo, useRef, useState } from 'react';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import type { Me } from '../lib/schemas';
-import { adminApi as defaultAdminApi, type AdminApi, type DisconnectResult, type Stats } from './adminApi';
+import { adminApi as defaultAdminApi, type AdminApi, type Cluster, type DisconnectResult, type Stats } from './adminApi';
 import { Chart } from './Chart';
 import { append, nextSample, type Sample } from './history';
 
@@ -121,6 +121,69 @@ function ClusterPanel({ stats }: { stats: Stats }) {
   );
 }
 
+function ProcessesPanel({ cluster }: { cluster: Cluster | undefined }) {
+  if (!cluster) return null;
+  const rows = cluster.processes;
+  const total = (key: 'connections' | 'users' | 'disconnectsLastMinute') => rows.reduce((sum, p) => sum + p[key], 0);
+  const leaders = rows.filter((p) => p.leader).length;
+  return (
+    <section className="card admin-processes" aria-labelledby="processes-title" data-testid="processes">
+      <h2 id="processes-title">Processes ({rows.length})</h2>
+      {rows.length > 1 && leaders !== 1 && (
+        <p className="error" role="alert" data-testid="leader-warning">
+          {leaders === 0 ? 'No process is the leader: broker events are not published.' : `${leaders} processes claim the leader role.`}
+        </p>
+      )}
+      {rows.some((p) => p.partial) && <p className="muted">Redis does not answer: only this process is shown.</p>}
+      <table className="admin-table">
+        <thead>
+          <tr>
+            <th scope="col">Process</th>
+            <th scope="col">Connections</th>
+            <th scope="col">Users</th>
+            <th scope="col">Latency p95</th>
+            <th scope="col">Loop lag p99</th>
+            <th scope="col">Disconnects/min</th>
+            <th scope="col">Role</th>
+            <th scope="col">Broker</th>
+            <th scope="col">Peak RSS</th>
+          </tr>
+        </thead>
+        <tbody>
+          {rows.map((p) => (
+            <tr key={p.id} data-testid={`process-${p.id}`}>
+              <td>
+                {p.id}
+                {p.self && <span className="muted"> (answering)</span>}
+              </td>
+              <td>{p.connections}</td>
+              <td>{p.users}</td>
+              <td>{ms(p.latencyP95Ms)}</td>
+              <td>{ms(p.loopLagP99Ms)}</td>
+              <td>{p.disconnectsLastMinute}</td>
+              <td>{p.leader ? 'leader' : 'follower'}{p.fanout === false ? ', fan-out down' : ''}</td>
+              <td>{p.brokerStale ? 'stale' : 'live'}</td>
+              <td>{p.maxRssMb === null ? '–' : `${p.maxRssMb} MB`}</td>
+            </tr>
+          ))}
+        </tbody>
+        {rows.length > 1 && (
+          <tfoot>
+            <tr data-testid="process-totals">
+              <th scope="row">Cluster</th>
+              <td>{total('connections')}</td>
+              <td>{total('users')}</td>
+              <td colSpan={2} />
+              <td>{total('disconnectsLastMinute')}</td>
+              <td colSpan={3} />
+            </tr>
+          </tfoot>
+        )}
+      </table>
+    </section>
+  );
+}
+
 export default function AdminPage({
   me,
   onLogout,
@@ -140,6 +203,7 @@ export default function AdminPage({
     refetchInterval: pollMs,
     staleTime: 0,
   });
+  const cluster = useQuery({ queryKey: ['admin', 'cluster'], queryFn: adminApi.cluster, refetchInterval: pollMs, staleTime: 0 });
   const [history, setHistory] = useState<Sample[]>([]);
   const last = useRef<{ t: number; delivered: number } | null>(null);
   const [notice, setNotice] = useState<string | null>(null);
@@ -248,6 +312,7 @@ export default function AdminPage({
             ]}
             data={charts.latency}
           />
+          <ProcessesPanel cluster={cluster.data} />
           <AlertsPanel stats={s} />
           <BrokerPanel stats={s} />
           <ClusterPanel stats={s} />

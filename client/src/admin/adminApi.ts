@@ -71,9 +71,35 @@ export const disconnectSchema = z.object({
 });
 export type DisconnectResult = z.infer<typeof disconnectSchema>;
 
+const nullableNumber = z.number().nullable().optional().transform((v) => v ?? null);
+export const clusterSchema = z.object({
+  processes: z.array(
+    z
+      .object({
+        id: z.string(),
+        self: z.boolean().optional().default(false),
+        partial: z.boolean().optional().default(false),
+        connections: z.number(),
+        users: z.number(),
+        eventsDelivered: z.number(),
+        latencyP95Ms: nullableNumber,
+        loopLagP99Ms: nullableNumber,
+        disconnectsLastMinute: z.number(),
+        leader: z.boolean(),
+        fanout: z.boolean().nullable().optional().transform((v) => v ?? null),
+        brokerStale: z.boolean(),
+        maxRssMb: nullableNumber,
+        updatedAt: z.number(),
+      })
+      .passthrough(),
+  ),
+});
+export type Cluster = z.infer<typeof clusterSchema>;
+
 export const adminApi = {
   stats: (): Promise<Stats> => request('/api/admin/websocket-stats', statsSchema),
   connections: (): Promise<ConnectedUsers> => request('/api/admin/connections', connectionsSchema),
+  cluster: (): Promise<Cluster> => request('/api/admin/cluster', clusterSchema),
   // JSON body + same-origin fetch: the server requires both (CSRF defence).
   disconnect: (userId: string): Promise<DisconnectResult> =>
     request(`/api/admin/users/${encodeURIComponent(userId)}/disconnect`, disconnectSchema, { method: 'POST', body: '{}' }),
