@@ -7,7 +7,6 @@ Tornado's own client without compression; the browser suite (tests/e2e) covers C
 from __future__ import annotations
 
 import asyncio
-import socket
 from typing import Any
 
 import pytest
@@ -17,7 +16,7 @@ from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFact
 
 import handlers.ws
 from handlers.tornado_ws import PreparedFrameProtocol
-from tests.conftest import Running, recv_type, subscribe, wait
+from tests.conftest import Running, raw_ws, recv_type, subscribe, wait
 from tests.handlers.test_ws import ORDER
 from tests.streaming.test_redis import REDIS_URL, prefix  # noqa: F401 - fixture
 
@@ -116,40 +115,16 @@ async def test_one_event_decoded_identically_with_every_window(folio: Running, w
         plain.close()
 
 
-async def _never_reading_tab(folio: Running, cookie: str) -> tuple[Any, Any]:
-    """A raw socket that upgrades, subscribes to everything, then never reads again."""
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.setblocking(False)
-    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", folio.port))
-    reader, writer = await asyncio.open_connection(sock=sock)
-    writer.write(
-        (
-            "GET /ws/portfolio HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-            "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
-            f"Sec-WebSocket-Version: 13\r\nCookie: session={cookie}\r\n\r\n"
-        ).encode()
-    )
-    assert b"101" in await reader.readline()
-    payload = ujson.dumps({"type": "subscribe", "channels": ALL}).encode()
-    mask = b"\x01\x02\x03\x04"
-    writer.write(
-        bytes([0x81, 0x80 | len(payload)])
-        + mask
-        + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    )
-    await writer.drain()
-    return reader, writer
-
-
 async def _slow_tab_does_not_cost_the_others(folio: Running, monkeypatch: Any) -> None:
     monkeypatch.setattr(handlers.ws, "MAX_BUFFERED_BYTES", 64 * 1024)
     cookie = await folio.login()
     healthy = [await ws_client(folio, cookie, max_size=None) for _ in range(3)]
     for ws in healthy:
         await ws_subscribe(ws)
-    _, writer = await _never_reading_tab(folio, cookie)
+    # A tab that upgrades (offering deflate), subscribes to everything, then never reads again.
+    _, writer = await raw_ws(
+        folio.port, cookie, extensions="permessage-deflate", rcvbuf=4096, subscribe=ALL
+    )
     manager = folio.server.manager
     for _ in range(300):
         if manager.hub.count() == 4 and all(c.subscription.channels for c in manager.hub.all()):
