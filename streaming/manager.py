@@ -212,7 +212,11 @@ class StreamManager:
             self._close_slow(client)
 
     def _close_slow(self, client: Client) -> None:
-        log.warning("user %s is not reading: closing with 4002", client.user_id)
+        log.warning(
+            "user %s is not reading: closing with 4002",
+            client.user_id,
+            extra={"userId": client.user_id, "connId": getattr(client, "conn_id", None)},
+        )
         client.close(CloseCode.SLOW_CONSUMER, "Too slow: reconnect and take a snapshot")
         # It will not read our close frame either: free its slot now.
         self.disconnect(client, CloseCode.SLOW_CONSUMER)
