@@ -48,7 +48,7 @@ function AlertsPanel({ stats }: { stats: Stats }) {
               {t && (
                 <span className="muted">
                   {' '}
-                  — {t.field} above {t.above} {t.unit}
+                  — {t.unit === 'true/false' ? `when ${t.field} is true` : `${t.field} above ${t.above} ${t.unit}`}
                 </span>
               )}
               <span className="sr-only">{on ? ' firing' : ' ok'}</span>
