@@ -38,6 +38,7 @@ from config.errors import EXIT_CONFIG, explain
 from config.logs import configure_logging
 from config.settings import SETTINGS_HELP, Settings, SettingsError, load_settings
 from handlers.admin import (
+    AuditHandler,
     ClusterHandler,
     ConnectionsHandler,
     DisconnectUserHandler,
@@ -109,6 +110,7 @@ def make_app(ctx: Context, static_dir: Path = STATIC_DIR) -> tornado.web.Applica
         (r"/api/admin/websocket-stats", StatsHandler),
         (r"/api/admin/connections", ConnectionsHandler),
         (r"/api/admin/cluster", ClusterHandler),
+        (r"/api/admin/audit", AuditHandler),
         (r"/api/admin/users/([0-9]{1,18})/disconnect", DisconnectUserHandler),
         (r"/metrics", MetricsHandler),
         (r"/internal/events", InternalEventsHandler),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+from datetime import UTC
 
 from handlers.base import ApiError, BaseHandler
 from streaming.auth import Authenticated
@@ -20,6 +21,7 @@ __all__ = [
     "ConnectionsHandler",
     "ClusterHandler",
     "DisconnectUserHandler",
+    "AuditHandler",
 ]
 
 audit_log = logging.getLogger("folio.audit")
@@ -117,6 +119,32 @@ class DisconnectUserHandler(AdminHandler):
         )
         self.write_json(
             {"userId": user.user_id, "sessionsRevoked": len(revoked), "socketsClosed": closed}
+        )
+
+
+class AuditHandler(AdminHandler):
+    """``GET /api/admin/audit``: the 50 most recent operator actions, newest first.
+
+    Answers ``{"entries": [{"at" (ISO 8601 UTC), "actor", "action", "target", "detail"}]}``:
+    admin disconnects and the ``users`` commands.
+    """
+
+    async def get(self) -> None:
+        await self.require_admin()
+        entries = await self.ctx.auth.store.audit_entries(50)
+        self.write_json(
+            {
+                "entries": [
+                    {
+                        "at": e.at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+                        "actor": e.actor,
+                        "action": e.action,
+                        "target": e.target,
+                        "detail": e.detail,
+                    }
+                    for e in entries
+                ]
+            }
         )
 
 

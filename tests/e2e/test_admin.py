@@ -51,6 +51,8 @@ def test_admin_page_live_numbers_chart_and_disconnect(
         expect(trader.get_by_role("button", name="Sign in")).to_be_visible(timeout=10_000)
         expect(trader.get_by_text("Your session ended")).to_be_visible()
         expect(admin.get_by_test_id("stat-connections")).to_have_text("0", timeout=10_000)
+        expect(admin.get_by_test_id("audit")).to_contain_text("disconnect", timeout=10_000)
+        expect(admin.get_by_test_id("audit")).to_contain_text("bob")
     finally:
         trader_ctx.close()
         admin_ctx.close()

@@ -72,6 +72,13 @@ async def test_connected_users_and_disconnect_action(folio: Running) -> None:
     assert store is not None
     [entry] = await store.audit_entries()
     assert (entry.actor, entry.action, entry.target) == ("admin", "disconnect", "alice")
+    code, body = await folio.get_json("/api/admin/audit", admin)
+    assert code == 200 and len(body["entries"]) == 1
+    shown = body["entries"][0]
+    assert (shown["actor"], shown["action"], shown["target"]) == ("admin", "disconnect", "alice")
+    assert shown["detail"] == "1 session(s) revoked, 2 socket(s) closed here"
+    assert shown["at"].endswith("Z")
+    assert (await folio.get_json("/api/admin/audit", bob))[0] == 403
     await folio.login("alice")  # she may log in again
 
 

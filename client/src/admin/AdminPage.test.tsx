@@ -55,6 +55,9 @@ function fakeAdmin(): AdminApi & { disconnect: ReturnType<typeof vi.fn> } {
       users: [{ userId: '1', username: 'alice', connections: 2, connectedSeconds: 75, lastSeenSeconds: 3 }],
     })),
     disconnect: vi.fn(async (userId: string) => ({ userId, sessionsRevoked: 1, socketsClosed: 2 })),
+    audit: vi.fn(async () => ({
+      entries: [{ at: '2026-12-01T10:00:00Z', actor: 'cli:root', action: 'disable', target: 'carol', detail: '' }],
+    })),
     cluster: vi.fn(async () => ({
       processes: [
         { ...proc('host:1', 2), self: true, partial: false, leader: true },
@@ -85,6 +88,7 @@ describe('AdminPage', () => {
     expect(screen.getByTestId('process-host:2').textContent).toContain('follower');
     expect(screen.getByTestId('process-totals').textContent).toContain('7');
     expect(screen.queryByTestId('leader-warning')).toBeNull();
+    await waitFor(() => expect(screen.getByTestId('audit').textContent).toContain('cli:rootdisablecarol'));
   });
 
   it('disconnects a user and says what happened', async () => {

@@ -6,7 +6,7 @@
 import { useEffect, useMemo, useRef, useState } from 'react';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import type { Me } from '../lib/schemas';
-import { adminApi as defaultAdminApi, type AdminApi, type Cluster, type DisconnectResult, type Stats } from './adminApi';
+import { adminApi as defaultAdminApi, type AdminApi, type Audit, type Cluster, type DisconnectResult, type Stats } from './adminApi';
 import { Chart } from './Chart';
 import { append, nextSample, type Sample } from './history';
 
@@ -184,6 +184,40 @@ function ProcessesPanel({ cluster }: { cluster: Cluster | undefined }) {
   );
 }
 
+function AuditPanel({ audit }: { audit: Audit | undefined }) {
+  return (
+    <section className="card admin-audit" aria-labelledby="audit-title" data-testid="audit">
+      <h2 id="audit-title">Recent operator actions</h2>
+      {!audit || audit.entries.length === 0 ? (
+        <p className="muted">None yet.</p>
+      ) : (
+        <table className="admin-table">
+          <thead>
+            <tr>
+              <th scope="col">When</th>
+              <th scope="col">Who</th>
+              <th scope="col">Action</th>
+              <th scope="col">User</th>
+              <th scope="col">Detail</th>
+            </tr>
+          </thead>
+          <tbody>
+            {audit.entries.slice(0, 10).map((e, i) => (
+              <tr key={`${e.at}-${i}`}>
+                <td>{new Date(e.at).toLocaleString()}</td>
+                <td>{e.actor}</td>
+                <td>{e.action}</td>
+                <td>{e.target}</td>
+                <td>{e.detail}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+    </section>
+  );
+}
+
 export default function AdminPage({
   me,
   onLogout,
@@ -204,6 +238,7 @@ export default function AdminPage({
     staleTime: 0,
   });
   const cluster = useQuery({ queryKey: ['admin', 'cluster'], queryFn: adminApi.cluster, refetchInterval: pollMs, staleTime: 0 });
+  const audit = useQuery({ queryKey: ['admin', 'audit'], queryFn: adminApi.audit, refetchInterval: pollMs * 5 });
   const [history, setHistory] = useState<Sample[]>([]);
   const last = useRef<{ t: number; delivered: number } | null>(null);
   const [notice, setNotice] = useState<string | null>(null);
@@ -360,6 +395,7 @@ export default function AdminPage({
               </table>
             )}
           </section>
+          <AuditPanel audit={audit.data} />
         </main>
       )}
     </div>

@@ -96,10 +96,16 @@ export const clusterSchema = z.object({
 });
 export type Cluster = z.infer<typeof clusterSchema>;
 
+export const auditSchema = z.object({
+  entries: z.array(z.object({ at: z.string(), actor: z.string(), action: z.string(), target: z.string(), detail: z.string() })),
+});
+export type Audit = z.infer<typeof auditSchema>;
+
 export const adminApi = {
   stats: (): Promise<Stats> => request('/api/admin/websocket-stats', statsSchema),
   connections: (): Promise<ConnectedUsers> => request('/api/admin/connections', connectionsSchema),
   cluster: (): Promise<Cluster> => request('/api/admin/cluster', clusterSchema),
+  audit: (): Promise<Audit> => request('/api/admin/audit', auditSchema),
   // JSON body + same-origin fetch: the server requires both (CSRF defence).
   disconnect: (userId: string): Promise<DisconnectResult> =>
     request(`/api/admin/users/${encodeURIComponent(userId)}/disconnect`, disconnectSchema, { method: 'POST', body: '{}' }),
