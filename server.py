@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import tornado.web
-from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
 from config.errors import EXIT_CONFIG, explain
@@ -49,10 +48,12 @@ from handlers.auth import LoginHandler, LogoutHandler, MeHandler
 from handlers.base import Context, NotFoundHandler, log_request
 from handlers.health import ApiDocumentHandler, LivezHandler, ReadyzHandler
 from handlers.internal import InternalEventsHandler
+from handlers.limits import LimitedHTTPServer
 from handlers.portfolio import HealthHandler, PortfolioHandler
-from handlers.spa import SpaHandler
+from handlers.spa import AssetHandler, SpaHandler
 from handlers.ws import PortfolioSocket
-from storage.db import Store, open_store
+from storage.crypto import PasswordHasher
+from storage.db import StorageError, Store, open_store
 from streaming.alpaca_bridge import AlpacaBridge, BridgeAccount, Endpoints
 from streaming.auth import SessionAuth
 from streaming.broker import Broker
@@ -61,10 +62,12 @@ from streaming.leader import RedisLeader, SoleLeader
 from streaming.manager import StreamManager
 from streaming.memory_broker import MemoryBroker
 from streaming.opstats import StatsCollector, build_stats
+from streaming.ratelimit import FailureBackoff, KeyedBuckets, LoginThrottle
 from streaming.readiness import Readiness
 from streaming.redis_broker import RedisBroker
 from streaming.redis_ingest import RedisIngest
 from streaming.service import PortfolioService
+from streaming.tasks import every
 from streaming.user_control import UserControl
 
 log = logging.getLogger("folio")
@@ -120,15 +123,14 @@ def make_app(ctx: Context, static_dir: Path = STATIC_DIR) -> tornado.web.Applica
         (r"/api/asyncapi.json", ApiDocumentHandler, {"path": str(DOCS_DIR / "asyncapi.json")}),
         # Machine paths answer JSON 404, never the SPA (a probe must not see 200 text/html).
         (NOT_FOUND_PATHS, NotFoundHandler),
-        (r"/assets/(.*)", tornado.web.StaticFileHandler, {"path": str(static_dir / "assets")}),
-        (r"/(favicon\.(?:ico|svg))", tornado.web.StaticFileHandler, {"path": str(static_dir)}),
+        (r"/assets/(.*)", AssetHandler, {"path": str(static_dir / "assets")}),
+        (r"/(favicon\.(?:ico|svg))", AssetHandler, {"path": str(static_dir)}),
         (r"/(.*)", SpaHandler, {"static_dir": str(static_dir)}),
     ]
     return tornado.web.Application(
         routes,
         ctx=ctx,
         websocket_max_message_size=settings.max_message_bytes,
-        xheaders=True,
         log_function=log_request,
     )
 
@@ -147,7 +149,7 @@ class FolioServer:
         self.store: Store | None = None
         self.simulator: Any = None
         self.bridge: AlpacaBridge | None = None
-        self.http: HTTPServer | None = None
+        self.http: LimitedHTTPServer | None = None
         self.port = 0
         self.manager: StreamManager | None = None
         self.service: PortfolioService | None = None
@@ -157,6 +159,7 @@ class FolioServer:
         self.ingest: RedisIngest | None = None
         self.user_control: UserControl | None = None
         self.cluster: ClusterView | None = None
+        self._purge: asyncio.Task[Any] | None = None
 
     async def start(self) -> int:
         """Open storage, start the simulator (demo), the bridge and the HTTP server.
@@ -169,7 +172,8 @@ class FolioServer:
         self.port = sockets[0].getsockname()[1]
         if s.port == 0:  # any free port: the default allowed origin must name the real one
             self.settings = s = dataclasses.replace(s, port=self.port)
-        self.store = store = await open_store(s.database_url, s.secret_key)
+        hasher = PasswordHasher(s.login_hash_workers, s.login_max_pending)
+        self.store = store = await open_store(s.database_url, s.secret_key, hasher)
         broker: Broker
         if s.redis_url:
             broker = RedisBroker(s.redis_url, prefix=s.redis_prefix)
@@ -186,8 +190,15 @@ class FolioServer:
         )
         self.service = service = PortfolioService(manager, stale_after_s=s.stale_after_s)
         manager.set_source(service)
-        auth = SessionAuth(store, s.secret_key, s.session_ttl_s)
-        self.ctx = Context(s, auth, manager, service)
+
+        def backoff() -> FailureBackoff:
+            return FailureBackoff(free=s.login_free_failures, max_s=s.login_backoff_max_s)
+
+        throttle = LoginThrottle(per_address=backoff(), per_username=backoff())
+        auth = SessionAuth(store, s.secret_key, s.session_ttl_s, throttle)
+        upgrades = KeyedBuckets(s.ws_upgrade_rate, s.ws_upgrade_burst)
+        self.ctx = Context(s, auth, manager, service, upgrades=upgrades)
+        self.ctx.extra_status["storage"] = lambda: {"ok": store.fault is None, "fault": store.fault}
 
         endpoints = Endpoints(
             s.alpaca_trading_url or None, s.alpaca_stream_url or None, s.alpaca_data_url or None
@@ -203,11 +214,21 @@ class FolioServer:
             ]
 
         accounts = await linked()
-        # JSON bodies here are small: refuse anything over 1 MiB before reading it.
-        self.http = HTTPServer(
-            make_app(self.ctx, self.static_dir), xheaders=True, max_body_size=MAX_BODY_BYTES
+        # JSON bodies here are small: refuse anything over 1 MiB before reading it. Idle and
+        # header/body timeouts and the per-address cap keep idle or slow clients from holding
+        # descriptors (docs/operations.md, "Limits").
+        refused = manager.metrics.http_refused
+        self.http = LimitedHTTPServer(
+            make_app(self.ctx, self.static_dir),
+            max_body_size=MAX_BODY_BYTES,
+            idle_connection_timeout=s.idle_connection_timeout_s,
+            body_timeout=s.body_timeout_s,
+            max_per_address=s.max_connections_per_address,
+            trusted_proxies=s.trusted_proxies,
+            on_refused=lambda reason: refused.labels(reason=reason).inc(),
         )
         self.http.add_sockets(sockets)
+        self._purge = every(s.session_purge_interval_s, self._purge_sessions, "session-purge")
         manager.start()
         self.bridge = AlpacaBridge(
             service,
@@ -302,8 +323,16 @@ class FolioServer:
             *DEMO_DATA_KEY,
         )
 
+    async def _purge_sessions(self) -> None:
+        assert self.ctx is not None
+        deleted = await self.ctx.auth.purge()
+        if deleted:
+            log.info("purged %d expired or revoked session(s)", deleted)
+
     async def stop(self) -> None:
         """Graceful stop: flush batches, close sockets with 1001, stop streams and simulator."""
+        if self._purge is not None:
+            self._purge.cancel()
         if self.http is not None:
             self.http.stop()
         await self.leader.stop()
@@ -440,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CONFIG
     except OSError as exc:  # the demo SECRET_KEY file under DATA_DIR
         data_dir = os.environ.get("DATA_DIR", "var")
-        print(f"folio-stream: {explain(exc, data_dir=data_dir) or exc}", file=sys.stderr)
+        print(f"start-up error: {explain(exc, data_dir=data_dir) or exc}", file=sys.stderr)
         return EXIT_CONFIG
     configure_logging(settings.log_level, settings.log_format)
     for line in warnings:
@@ -457,9 +486,11 @@ def main(argv: list[str] | None = None) -> int:
             redis_url=settings.redis_url,
             data_dir=settings.data_dir,
         )
+        if message is None and isinstance(exc, StorageError):
+            message = f"{exc}: check DATABASE_URL, or set DATA_DIR to a writable directory"
         if message is None:
             raise
-        print(f"folio-stream: {message}", file=sys.stderr)
+        print(f"start-up error: {message}", file=sys.stderr)
         return EXIT_CONFIG
 
 

@@ -118,14 +118,13 @@ def _explain_one(
         )
     if isinstance(exc, sqlite3.OperationalError) and "unable to open" in str(exc):
         return (
-            f"cannot open the SQLite database of {database_url} ({_first_line(exc)}): make "
-            f"DATA_DIR ({data_dir}) writable by this user, or set DATA_DIR or DATABASE_URL "
-            "elsewhere"
+            f"cannot open the SQLite database of {database_url} ({_first_line(exc)}): set "
+            f"DATA_DIR (now {data_dir}) to a writable directory, or DATABASE_URL elsewhere"
         )
     if isinstance(exc, OSError) and exc.errno in _UNWRITABLE and exc.filename is not None:
         return (
-            f"cannot write {exc.filename} ({exc.strerror}): make DATA_DIR ({data_dir}) a "
-            "directory this user can write, or set DATA_DIR elsewhere"
+            f"cannot write {exc.filename} ({exc.strerror}): set DATA_DIR (now {data_dir}) to a "
+            "writable directory"
         )
     if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
         return (

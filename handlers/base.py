@@ -15,9 +15,12 @@ import ujson
 from tornado.web import HTTPError, RequestHandler
 
 from config.settings import Settings
+from handlers.headers import apply_security_headers
+from storage.db import StorageError
 from streaming.auth import COOKIE_NAME, Authenticated, SessionAuth
 from streaming.cluster import ClusterView
 from streaming.manager import StreamManager
+from streaming.ratelimit import KeyedBuckets, retry_after_header
 from streaming.readiness import Readiness
 from streaming.service import PortfolioService
 from streaming.user_control import UserControl
@@ -31,9 +34,10 @@ access_log = logging.getLogger("tornado.access")
 def log_request(handler: RequestHandler) -> None:
     """Log one line per finished request (the Application's ``log_function``).
 
-    2xx/3xx at INFO, 4xx at WARNING, 5xx at ERROR; an error answer carries its code and message
-    on the same line, so an error is logged once (not also by ``log_exception``). Extras:
-    ``status`` and ``errorCode`` (for ``LOG_FORMAT=json``).
+    2xx/3xx at INFO, 4xx at WARNING, 5xx at ERROR, except 429 refusals at DEBUG (a flood of
+    refused requests must not flood the log; they are counted in the metrics). An error answer
+    carries its code and message on the same line, so an error is logged once (not also by
+    ``log_exception``). Extras: ``status`` and ``errorCode`` (for ``LOG_FORMAT=json``).
     """
     status = handler.get_status()
     request = handler.request
@@ -44,7 +48,16 @@ def log_request(handler: RequestHandler) -> None:
     elif isinstance(error, HTTPError) and error.log_message:
         text = error.log_message % error.args if error.args else error.log_message
         code, detail = "http_error", f": {text}"
-    level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
+    if status < 400:
+        level = logging.INFO
+    elif status == 429:
+        level = logging.DEBUG
+    elif status < 500:
+        level = logging.WARNING
+    else:
+        level = logging.ERROR
+    if not access_log.isEnabledFor(level):
+        return
     extra: dict[str, Any] = {"status": status}
     if code:
         extra["errorCode"] = code
@@ -77,15 +90,23 @@ class Context:
     user_control: UserControl | None = None
     #: Every process's headline numbers for the admin page (set once the server has started).
     cluster: ClusterView | None = None
+    #: WebSocket upgrade attempts per client address (None: unlimited).
+    upgrades: KeyedBuckets | None = None
 
 
 class ApiError(HTTPError):
-    """An HTTP error with a machine-readable ``code`` for the JSON body."""
+    """An HTTP error with a machine-readable ``code`` for the JSON body.
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    ``retry_after_s``, when given, becomes the ``Retry-After`` header (whole seconds, >= 1).
+    """
+
+    def __init__(
+        self, status: int, code: str, message: str, retry_after_s: float | None = None
+    ) -> None:
         super().__init__(status, reason=None, log_message=message)
         self.code = code
         self.message = message
+        self.retry_after = None if retry_after_s is None else retry_after_header(retry_after_s)
 
 
 class BaseHandler(RequestHandler):
@@ -104,7 +125,7 @@ class BaseHandler(RequestHandler):
     def set_default_headers(self) -> None:
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.set_header("Cache-Control", "no-store")
-        self.set_header("X-Content-Type-Options", "nosniff")
+        apply_security_headers(self)
 
     def write_json(self, payload: Any, status: int = 200) -> None:
         """Finish the request with ``payload`` as JSON and HTTP ``status``."""
@@ -122,6 +143,8 @@ class BaseHandler(RequestHandler):
         exc = kwargs.get("exc_info", (None, None))[1]
         if isinstance(exc, ApiError):
             code, message = exc.code, exc.message
+            if exc.retry_after is not None:
+                self.set_header("Retry-After", exc.retry_after)
         elif isinstance(exc, HTTPError) and exc.log_message:
             code, message = (
                 "http_error",
@@ -151,8 +174,18 @@ class BaseHandler(RequestHandler):
         return self.get_cookie(COOKIE_NAME)
 
     async def authenticate(self) -> Authenticated | None:
-        """Look up the session cookie; sets and returns :attr:`auth_result`."""
-        self.auth_result = await self.ctx.auth.verify(self.session_token())
+        """Look up the session cookie; sets and returns :attr:`auth_result`.
+
+        Raises:
+            ApiError: 503 ``storage_unavailable`` when the session store cannot be read.
+        """
+        try:
+            self.auth_result = await self.ctx.auth.verify(self.session_token())
+        except StorageError:
+            self.ctx.manager.metrics.storage_errors.inc()
+            raise ApiError(
+                503, "storage_unavailable", "sessions cannot be checked now: try again later"
+            ) from None
         return self.auth_result
 
     async def require_user(self) -> Authenticated:
@@ -173,7 +206,7 @@ class BaseHandler(RequestHandler):
             ApiError: 403 ``bad_origin``.
         """
         origin = self.request.headers.get("Origin")
-        if origin is not None and origin.rstrip("/") not in self.ctx.settings.origins():
+        if origin is not None and origin not in self.ctx.settings.origins():
             raise ApiError(403, "bad_origin", f"origin {origin!r} is not allowed")
 
 

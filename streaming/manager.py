@@ -11,9 +11,12 @@ Flow of one update::
 It also answers client messages (:meth:`StreamManager.handle`): ``subscribe`` (then a
 ``snapshot`` or, when the client gives ``lastSeq``+``epoch`` still in history, a replay),
 ``unsubscribe`` and ``ping``; and it runs the heartbeat: a ping every ``heartbeat_interval_s``
-and a close with 4000 after ``heartbeat_timeout_s`` without any frame from the client. (Tornado's
-own ``websocket_ping_timeout`` is capped at the ping interval since 6.5, so 15 s / 30 s needs this
-accounting.)
+and a close with 4000 when a ping sent at least ``heartbeat_timeout_s`` ago is still unanswered
+(no frame at all from the client since) *and* the time the event loop itself stood still
+(:meth:`LoopLagMonitor.longest_stall_since`) is not what made it late: a stall is subtracted from
+the wait, so a server pause (GC, SIGSTOP, a long callback) never disconnects healthy clients.
+(Tornado's own ``websocket_ping_timeout`` is capped at the ping interval since 6.5, so 15 s / 30 s
+needs this accounting.)
 """
 
 from __future__ import annotations
@@ -100,7 +103,7 @@ class StreamManager:
         self.hub = Hub(max_connections_per_user)
         self.batcher = Batcher(batch_window_ms)
         self.metrics = Metrics()
-        self.loop_lag = LoopLagMonitor(self.metrics.loop_lag)
+        self.loop_lag = LoopLagMonitor(self.metrics.loop_lag, clock=clock)
         self.heartbeat_interval_s = heartbeat_interval_s
         self.heartbeat_timeout_s = heartbeat_timeout_s
         self._source: SnapshotSource = source or _EmptySource()
@@ -114,6 +117,8 @@ class StreamManager:
         self._idle.set()
         self._timers: list[PeriodicCallback] = []
         self._opened_at: dict[int, float] = {}
+        #: id(client) → monotonic time of its oldest ping not answered yet (heartbeat).
+        self._ping_unanswered: dict[int, float] = {}
         broker.set_handler(self._on_publication)
 
     def set_source(self, source: SnapshotSource) -> None:
@@ -237,6 +242,7 @@ class StreamManager:
     def disconnect(self, client: Client, code: int | None) -> None:
         """Unregister a closed connection and record why it closed (idempotent)."""
         opened = self._opened_at.pop(id(client), None)
+        self._ping_unanswered.pop(id(client), None)
         if opened is None:
             return
         self.hub.remove(client)
@@ -251,21 +257,47 @@ class StreamManager:
         client.last_seen = self._clock()
 
     def sweep(self) -> None:
-        """Heartbeat tick: close silent connections with 4000, expired sessions with 4001, ping."""
+        """Heartbeat tick: 4000 for unresponsive connections, 4001 for expired sessions, pings.
+
+        A connection is unresponsive when its oldest unanswered ping was sent at least
+        ``heartbeat_timeout_s`` ago, not counting the longest stall of the event loop since then
+        (during a stall the client's answer may be waiting, unread, in our socket buffer).
+        """
         now, wall = self._clock(), self._wall_clock()
         for client in self.hub.all():
             expires = getattr(client, "expires_at", 0.0)
+            pinged = self._ping_unanswered.get(id(client))
+            if pinged is not None and client.last_seen >= pinged:
+                pinged = None  # answered (any frame counts)
+                del self._ping_unanswered[id(client)]
             if expires and wall >= expires:
                 client.close(CloseCode.SESSION_REVOKED, "Session expired")
                 self.disconnect(client, CloseCode.SESSION_REVOKED)
-            elif now - client.last_seen >= self.heartbeat_timeout_s:
+            elif (
+                pinged is not None
+                and now - pinged - self._loop_stall_since(pinged, now) >= self.heartbeat_timeout_s
+            ):
                 log.info("heartbeat timeout for user %s", client.user_id)
                 client.close(CloseCode.HEARTBEAT_TIMEOUT, "Heartbeat timeout")
                 # A silent peer may never complete the closing handshake: free the slot now.
                 self.disconnect(client, CloseCode.HEARTBEAT_TIMEOUT)
             elif now - client.last_ping >= self.heartbeat_interval_s:
                 client.last_ping = now
+                if pinged is None:
+                    self._ping_unanswered[id(client)] = now
                 client.ping()
+
+    def _loop_stall_since(self, since: float, now: float) -> float:
+        """Longest event-loop stall (seconds) since ``since``, the one in progress included.
+
+        A stall that just ended may not be recorded yet (the lag probe's wake-up can run after
+        this sweep): the time since the probe's last wake-up, beyond its interval, counts too.
+        """
+        lag = self.loop_lag
+        stall = lag.longest_stall_since(since)
+        if lag.last_tick:
+            stall = max(stall, now - max(lag.last_tick, since) - lag.interval_s)
+        return max(0.0, stall)
 
     def close_session(self, sid: str) -> int:
         """Close every socket of a revoked session with 4001; return how many."""

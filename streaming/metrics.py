@@ -40,6 +40,9 @@ disable_created_metrics()
 
 #: Why an upgrade to ``/ws/portfolio`` was refused (the ``reason`` label).
 REJECT_REASONS = ("unauthorized", "bad_origin", "max_connections")
+#: ``folio_login_attempts_total`` results, and ``folio_http_refused_total`` reasons.
+LOGIN_RESULTS = ("ok", "invalid", "throttled", "busy", "storage_error")
+HTTP_REFUSED_REASONS = ("per_address", "accept_error", "upgrade_rate")
 
 #: Close codes counted under their own label value; anything else is ``other``.
 _KNOWN_CODES = frozenset({*(int(c) for c in CloseCode), *range(1000, 1016)})
@@ -124,6 +127,26 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 5),
             registry=r,
         )
+        self.logins = Counter(
+            "folio_login_attempts_total",
+            "POST /api/login outcomes (ok, invalid, throttled, busy, storage_error)",
+            ["result"],
+            registry=r,
+        )
+        for result in LOGIN_RESULTS:
+            self.logins.labels(result=result)
+        self.http_refused = Counter(
+            "folio_http_refused_total",
+            "Connections or requests refused by a server limit "
+            "(per_address, accept_error, upgrade_rate)",
+            ["reason"],
+            registry=r,
+        )
+        for reason in HTTP_REFUSED_REASONS:
+            self.http_refused.labels(reason=reason)
+        self.storage_errors = Counter(
+            "folio_storage_errors_total", "Requests that failed because storage failed", registry=r
+        )
         self._samples: deque[float] = deque(maxlen=window)
         self._disconnect_times: deque[float] = deque(maxlen=10_000)
 
@@ -133,7 +156,12 @@ class Metrics:
         self._samples.append(seconds * 1000.0)
 
     def observe_disconnect(self, code: int | None) -> None:
-        """Record a closed connection with its close code (None when unknown)."""
+        """Record a closed connection with its close code (None when unknown).
+
+        The label is the code for codes RFC 6455 §7.4 defines (1000–1015) and our own
+        (4000–4002); anything a client chose outside those is counted as ``other``, so a client
+        cannot create unbounded label series.
+        """
         self.disconnects.labels(code=close_code_label(code)).inc()
         self._disconnect_times.append(time.monotonic())
 

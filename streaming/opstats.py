@@ -42,6 +42,7 @@ NOT_EXPORTED: dict[str, str] = {
     "bridge.tradingStreams": "per user; counted by state in folio_bridge_trading_streams",
     "alerts": "evaluated by Prometheus from ops/prometheus/alerts.yml",
     "alertThresholds": "constants (ops/prometheus/alerts.yml)",
+    "storage.fault": "text; folio_storage_up is 0 while there is one",
 }
 
 
@@ -193,6 +194,9 @@ class StatsCollector(Collector):
                 "Redis ingest entries rejected",
                 redis["ingestRejected"],
             )
+        storage = s.get("storage")
+        if storage is not None:
+            yield _gauge("folio_storage_up", "1 while the database answers", storage["ok"])
         yield _gauge(
             "folio_process_max_resident_memory_bytes",
             "Peak resident memory of the process (getrusage)",

@@ -41,6 +41,7 @@ import ujson
 from streaming.broker import Broker, Publication, PublicationHandler
 from streaming.events import utc_now_iso
 from streaming.pacing import TimeSlicer
+from streaming.tasks import spawn
 
 __all__ = ["RedisBroker"]
 
@@ -112,7 +113,7 @@ class RedisBroker(Broker):
         )
         await self._redis.ping()
         self._script = self._redis.register_script(_PUBLISH_LUA)
-        self._reader = asyncio.ensure_future(self._read_forever())
+        self._reader = spawn(self._read_forever(), "redis-fanout-reader")
         await asyncio.wait_for(self._subscribed.wait(), 5.0)
 
     async def ping(self) -> None:
@@ -201,7 +202,7 @@ class RedisBroker(Broker):
         channel = self._channel(user_id)
         self._confirmed(channel)  # nobody needs to wait for it any more
         if self._pubsub is not None and self.connected:
-            task = asyncio.ensure_future(self._unsubscribe(self._pubsub, user_id))
+            task = spawn(self._unsubscribe(self._pubsub, user_id), f"redis-unsubscribe-{user_id}")
             self._unsubscribing.add(task)
             task.add_done_callback(self._unsubscribing.discard)
 

@@ -108,7 +108,7 @@ def test_unwritable_data_dir(tmp_path: Path) -> None:
     blocker.write_text("not a directory")
     for extra in ({}, {"SECRET_KEY": "c" * 32}):  # demo key file first, else the SQLite file
         result = _run([], _env(tmp_path, DATA_DIR=str(blocker / "var"), **extra))
-        one_line_failure(result, "cannot write", "DATA_DIR")
+        one_line_failure(result, "DATA_DIR", "writable directory")
 
 
 def test_adduser_without_a_terminal_or_password(tmp_path: Path) -> None:

@@ -38,6 +38,7 @@ EXPORTED = {
     "redis.ingestAccepted": "folio_redis_ingest_accepted_total",
     "redis.ingestRejected": "folio_redis_ingest_rejected_total",
     "maxRssMb": "folio_process_max_resident_memory_bytes",
+    "storage.ok": "folio_storage_up",
 }
 
 
@@ -59,7 +60,7 @@ def samples(body: bytes) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
 def flat_fields(stats: dict[str, Any]) -> set[str]:
     fields = set()
     for key, value in stats.items():
-        if key in ("broker", "bridge", "redis", "batching"):
+        if key in ("broker", "bridge", "redis", "batching", "storage"):
             fields |= {f"{key}.{sub}" for sub in value}
         else:
             fields.add(key)
@@ -103,6 +104,9 @@ async def test_metrics_match_the_stats_and_the_docs(folio: Running) -> None:
     assert got["folio_bridge_trading_streams"][(("state", "alive"),)] == 2
     assert got["folio_ws_rejects_total"][(("reason", "unauthorized"),)] == 1
     assert got["folio_ws_rejects_total"][(("reason", "max_connections"),)] == 0
+    assert value("folio_storage_up") == 1
+    assert got["folio_login_attempts_total"][(("result", "ok"),)] == 2  # alice and admin
+    assert got["folio_http_refused_total"][(("reason", "per_address"),)] == 0
     assert value("folio_broker_last_message_timestamp_seconds") >= 0
 
     families = {
