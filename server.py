@@ -176,7 +176,9 @@ class FolioServer:
         self.store = store = await open_store(s.database_url, s.secret_key, hasher)
         broker: Broker
         if s.redis_url:
-            broker = RedisBroker(s.redis_url, prefix=s.redis_prefix)
+            broker = RedisBroker(
+                s.redis_url, prefix=s.redis_prefix, slot_ttl_s=s.heartbeat_timeout_s
+            )
             await broker.start()
         else:
             broker = MemoryBroker()

@@ -166,7 +166,7 @@ class PortfolioSocket(WebSocketHandler):
         self.set_nodelay(True)
         self._opened_at = time.monotonic()
         manager = self.ctx.manager
-        if not manager.connect(self):
+        if not await manager.admit(self):
             log.info(
                 "user %s refused: maximum connections exceeded",
                 self.user_id,

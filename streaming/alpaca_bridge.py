@@ -34,6 +34,7 @@ from typing import Any
 from tornado.ioloop import PeriodicCallback
 
 from streaming.service import PortfolioService
+from streaming.tasks import spawn
 
 __all__ = ["AlpacaBridge", "BridgeAccount", "Endpoints"]
 
@@ -362,7 +363,7 @@ class AlpacaBridge:
         self._loop.call_soon_threadsafe(self.service.on_price, symbol, str(price), at)
 
     def _on_symbols(self, symbols: set[str]) -> None:
-        asyncio.ensure_future(self._resubscribe(symbols))
+        spawn(self._resubscribe(symbols), "bridge-resubscribe")
 
     async def _resubscribe(self, symbols: set[str]) -> None:
         """Subscribe market data for new symbols and unsubscribe closed ones (in an executor)."""
@@ -482,7 +483,7 @@ class AlpacaBridge:
         await asyncio.gather(*(self.sync_account(a) for a in self.accounts))
 
     def _sync_soon(self) -> None:
-        asyncio.ensure_future(self._refresh_and_sync())
+        spawn(self._refresh_and_sync(), "bridge-sync-soon")
 
     def status(self) -> dict[str, Any]:
         """Return the bridge's state for the admin stats."""

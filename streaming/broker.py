@@ -118,6 +118,26 @@ class Broker(ABC):
     def unwatch(self, user_id: str) -> None:  # noqa: B027 - optional hook
         """Stop delivering ``user_id``'s publications here (its last connection went away)."""
 
+    async def acquire_slot(self, user_id: str, slot: str, limit: int) -> bool:
+        """Take one of ``user_id``'s ``limit`` connection slots for the whole deployment (REQ-3).
+
+        Args:
+            user_id: wire userId.
+            slot: a name for this connection, unique across processes.
+            limit: ``MAX_CONNECTIONS_PER_USER``.
+
+        Returns:
+            False when the user already holds ``limit`` slots anywhere. Engines serving one
+            process (the memory engine) always answer True: the hub's own count is the limit.
+        """
+        return True
+
+    def release_slot(self, user_id: str, slot: str) -> None:  # noqa: B027 - optional hook
+        """Give back a slot taken with :meth:`acquire_slot` (idempotent, never blocks)."""
+
+    async def refresh_slots(self, slots: list[tuple[str, str]]) -> None:  # noqa: B027
+        """Keep this process's ``(user_id, slot)`` pairs alive (slots of a dead process expire)."""
+
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Connect to the backing service, if any."""
 

@@ -22,7 +22,9 @@ needs this accounting.)
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import secrets
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -117,6 +119,10 @@ class StreamManager:
         self._idle.set()
         self._timers: list[PeriodicCallback] = []
         self._opened_at: dict[int, float] = {}
+        #: id(client) → its deployment-wide connection slot (:meth:`admit`).
+        self._slots: dict[int, str] = {}
+        self._process_id = secrets.token_hex(6)
+        self._slot_counter = itertools.count(1)
         #: id(client) → monotonic time of its oldest ping not answered yet (heartbeat).
         self._ping_unanswered: dict[int, float] = {}
         broker.set_handler(self._on_publication)
@@ -131,7 +137,7 @@ class StreamManager:
         if self.batcher.window_ms > 0:
             self._timers.append(PeriodicCallback(self.flush, self.batcher.window_ms))
         tick = min(self.heartbeat_interval_s, self.heartbeat_timeout_s) / 3.0
-        self._timers.append(PeriodicCallback(self.sweep, max(tick, 0.01) * 1000.0))
+        self._timers.append(PeriodicCallback(self.sweep_paced, max(tick, 0.01) * 1000.0))
         for timer in self._timers:
             timer.start()
         self.loop_lag.start()
@@ -227,6 +233,23 @@ class StreamManager:
         self.disconnect(client, CloseCode.SLOW_CONSUMER)
 
     # -- connections --------------------------------------------------------------------------
+    async def admit(self, client: Client) -> bool:
+        """Take a deployment-wide slot for ``client`` (REQ-3 across processes), then connect.
+
+        Returns:
+            False when its user already holds ``MAX_CONNECTIONS_PER_USER`` connections here or
+            on any other process sharing the engine.
+        """
+        slot = f"{self._process_id}:{next(self._slot_counter)}"
+        if not await self.broker.acquire_slot(client.user_id, slot, self.hub.max_per_user):
+            self.metrics.rejects.labels(reason="max_connections").inc()
+            return False
+        if not self.connect(client):
+            self.broker.release_slot(client.user_id, slot)
+            return False
+        self._slots[id(client)] = slot
+        return True
+
     def connect(self, client: Client) -> bool:
         """Register a new connection; False when its user already has the maximum (REQ-3)."""
         if not self.hub.add(client):
@@ -243,6 +266,9 @@ class StreamManager:
         """Unregister a closed connection and record why it closed (idempotent)."""
         opened = self._opened_at.pop(id(client), None)
         self._ping_unanswered.pop(id(client), None)
+        slot = self._slots.pop(id(client), None)
+        if slot is not None:
+            self.broker.release_slot(client.user_id, slot)
         if opened is None:
             return
         self.hub.remove(client)
@@ -265,27 +291,53 @@ class StreamManager:
         """
         now, wall = self._clock(), self._wall_clock()
         for client in self.hub.all():
-            expires = getattr(client, "expires_at", 0.0)
-            pinged = self._ping_unanswered.get(id(client))
-            if pinged is not None and client.last_seen >= pinged:
-                pinged = None  # answered (any frame counts)
-                del self._ping_unanswered[id(client)]
-            if expires and wall >= expires:
-                client.close(CloseCode.SESSION_REVOKED, "Session expired")
-                self.disconnect(client, CloseCode.SESSION_REVOKED)
-            elif (
-                pinged is not None
-                and now - pinged - self._loop_stall_since(pinged, now) >= self.heartbeat_timeout_s
-            ):
-                log.info("heartbeat timeout for user %s", client.user_id)
-                client.close(CloseCode.HEARTBEAT_TIMEOUT, "Heartbeat timeout")
-                # A silent peer may never complete the closing handshake: free the slot now.
-                self.disconnect(client, CloseCode.HEARTBEAT_TIMEOUT)
-            elif now - client.last_ping >= self.heartbeat_interval_s:
-                client.last_ping = now
-                if pinged is None:
-                    self._ping_unanswered[id(client)] = now
-                client.ping()
+            self._check(client, now, wall)
+
+    async def sweep_paced(self) -> None:
+        """:meth:`sweep`, giving the loop back every few ms (:mod:`streaming.pacing`).
+
+        With thousands of tabs a tick pings thousands of sockets; done in one go it would stall
+        everything else for tens of milliseconds. The heartbeat timer runs this one.
+        """
+        now, wall = self._clock(), self._wall_clock()
+        slicer = TimeSlicer()
+        for client in self.hub.all():
+            if id(client) in self._opened_at:  # not closed while we yielded
+                self._check(client, now, wall)
+            await slicer.pause_if_due()
+        await self._refresh_slots()
+
+    async def _refresh_slots(self) -> None:
+        """Renew this process's connection slots with the engine (they expire otherwise)."""
+        slots = [(c.user_id, self._slots[id(c)]) for c in self.hub.all() if id(c) in self._slots]
+        try:
+            await self.broker.refresh_slots(slots)
+        except Exception as exc:
+            log.warning("connection slots not renewed (%s)", exc)
+
+    def _check(self, client: Client, now: float, wall: float) -> None:
+        """One connection's heartbeat accounting (see :meth:`sweep`)."""
+        expires = getattr(client, "expires_at", 0.0)
+        pinged = self._ping_unanswered.get(id(client))
+        if pinged is not None and client.last_seen >= pinged:
+            pinged = None  # answered (any frame counts)
+            del self._ping_unanswered[id(client)]
+        if expires and wall >= expires:
+            client.close(CloseCode.SESSION_REVOKED, "Session expired")
+            self.disconnect(client, CloseCode.SESSION_REVOKED)
+        elif (
+            pinged is not None
+            and now - pinged - self._loop_stall_since(pinged, now) >= self.heartbeat_timeout_s
+        ):
+            log.info("heartbeat timeout for user %s", client.user_id)
+            client.close(CloseCode.HEARTBEAT_TIMEOUT, "Heartbeat timeout")
+            # A silent peer may never complete the closing handshake: free the slot now.
+            self.disconnect(client, CloseCode.HEARTBEAT_TIMEOUT)
+        elif now - client.last_ping >= self.heartbeat_interval_s:
+            client.last_ping = now
+            if pinged is None:
+                self._ping_unanswered[id(client)] = now
+            client.ping()
 
     def _loop_stall_since(self, since: float, now: float) -> float:
         """Longest event-loop stall (seconds) since ``since``, the one in progress included.
