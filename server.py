@@ -189,6 +189,7 @@ class FolioServer:
             max_connections_per_user=s.max_connections_per_user,
             heartbeat_interval_s=s.heartbeat_interval_s,
             heartbeat_timeout_s=s.heartbeat_timeout_s,
+            outbox_max_events=s.outbox_max_events,
         )
         self.service = service = PortfolioService(manager, stale_after_s=s.stale_after_s)
         manager.set_source(service)

@@ -142,6 +142,7 @@ class Settings:
     event_loop: str = "asyncio"
     log_level: str = "info"
     log_format: str = "text"
+    outbox_max_events: int = 10_000
     login_hash_workers: int = 1
     login_max_pending: int = 16
     login_free_failures: int = 5
@@ -214,6 +215,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "event_loop": lambda n, v: _parse_choice(n, v, ("asyncio", "uvloop")),
     "log_level": lambda n, v: _parse_choice(n, v, LOG_LEVELS),
     "log_format": lambda n, v: _parse_choice(n, v, ("text", "json")),
+    "outbox_max_events": lambda n, v: _parse_int(n, v, minimum=100),
     "login_hash_workers": lambda n, v: _parse_int(n, v, minimum=1, maximum=64),
     "login_max_pending": lambda n, v: _parse_int(n, v, minimum=1, maximum=10_000),
     "login_free_failures": lambda n, v: _parse_int(n, v, minimum=1, maximum=1000),
@@ -260,6 +262,7 @@ SETTINGS_HELP: dict[str, str] = {
     "event_loop": "asyncio (default) or uvloop (the libuv loop; see bench/README.md)",
     "log_level": "debug, info (default), warning, error or critical",
     "log_format": "text (default) or json (one JSON object per line, python-json-logger)",
+    "outbox_max_events": "events held while Redis is unreachable (beyond: snapshots dropped)",
     "login_hash_workers": "threads checking passwords (scrypt) off the event loop",
     "login_max_pending": "logins hashing or waiting at once; more answer 503 + Retry-After",
     "login_free_failures": "wrong logins per address and per username before backoff starts",

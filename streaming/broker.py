@@ -25,7 +25,11 @@ from typing import Any
 
 from streaming.events import envelope
 
-__all__ = ["Broker", "Publication", "PublicationHandler"]
+__all__ = ["Broker", "BrokerUnavailable", "Publication", "PublicationHandler"]
+
+
+class BrokerUnavailable(ConnectionError):
+    """The engine's backing service (Redis) cannot be reached; the publish may be retried."""
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,10 @@ class Broker(ABC):
 
         Returns:
             The publication, with its ``seq`` and ``epoch``.
+
+        Raises:
+            BrokerUnavailable: the backing service is unreachable and nothing was published
+                (the caller keeps the event and retries).
         """
 
     @abstractmethod

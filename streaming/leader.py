@@ -123,8 +123,8 @@ class RedisLeader:
         try:
             if self.is_leader:
                 await self._redis.eval(_RELEASE_LUA, 1, self.key, self.identity)
-        except Exception as exc:  # Redis down at shutdown: the lease simply expires
-            log.warning("could not release the leader lease (%s); it expires by itself", exc)
+        except Exception as exc:  # Redis away: the lease simply expires
+            log.warning("lease not released (%s); it expires by itself", exc)
         finally:
             self.is_leader = False
             await self._redis.aclose()

@@ -33,7 +33,7 @@ from typing import Any, Protocol
 from tornado.ioloop import PeriodicCallback
 
 from streaming.batching import Batcher, Outgoing
-from streaming.broker import Broker, Publication
+from streaming.broker import Broker, BrokerUnavailable, Publication
 from streaming.closecodes import CloseCode
 from streaming.events import Channel, EventType, encode, envelope
 from streaming.frames import PreparedMessage
@@ -45,6 +45,9 @@ from streaming.protocol import ClientMessage
 from streaming.subscription import Subscription, filter_data
 
 __all__ = ["StreamManager", "SnapshotSource"]
+
+#: Event types whose loss a later complete snapshot repairs (outbox eviction order).
+_REPLACEABLE = frozenset({EventType.POSITION_UPDATE, EventType.ACCOUNT_UPDATE, EventType.BATCH})
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +103,15 @@ class StreamManager:
         source: SnapshotSource | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        outbox_max_events: int = 10_000,
     ) -> None:
         self.broker = broker
+        self.outbox_max_events = outbox_max_events
+        #: Users whose events the outbox had to drop while the engine was down: their positions
+        #: and account are announced again (complete snapshots) once it is back.
+        self._resync: set[str] = set()
+        self.outbox_dropped = 0
+        self.engine_down_since: float | None = None
         self.hub = Hub(max_connections_per_user)
         self.batcher = Batcher(batch_window_ms)
         self.metrics = Metrics()
@@ -142,10 +152,12 @@ class StreamManager:
             timer.start()
         self.loop_lag.start()
 
-    async def stop(self, grace_s: float = 1.0) -> None:
+    async def stop(self, grace_s: float = 1.0, drain_s: float = 2.0) -> None:
         """Flush pending batches, deliver them, close every socket with 1001, stop timers.
 
         Args:
+            drain_s: seconds to wait for the outbox to be published (longer only matters
+                while the engine is unreachable).
             grace_s: seconds to wait for clients to answer the close frame (RFC 6455 §7.1.2)
                 before returning; connections still open then are left to be aborted.
         """
@@ -154,7 +166,12 @@ class StreamManager:
         self._timers.clear()
         self.loop_lag.stop()
         self.flush()
-        await self.wait_idle()
+        try:
+            await asyncio.wait_for(self.wait_idle(), drain_s)
+        except TimeoutError:  # the engine is unreachable: what it could not take is lost
+            log.error("shutting down with %d events not published", len(self._outbox))
+            if self._draining is not None:
+                self._draining.cancel()
         self.hub.close_all(CloseCode.GOING_AWAY, "Server shutting down")
         for _ in range(max(1, int(grace_s / 0.02))):  # real time, whatever the injected clock
             if not self.hub.count():
@@ -180,15 +197,46 @@ class StreamManager:
         """
         out = self.batcher.add(user_id, type_, data, self._clock() if at is None else at)
         if out:
-            self._outbox.extend(out)
-            self._kick()
+            self._enqueue(out)
 
     def flush(self) -> None:
         """Release every pending batch (the batch window's PeriodicCallback)."""
         out = self.batcher.drain()
         if out:
-            self._outbox.extend(out)
-            self._kick()
+            self._enqueue(out)
+
+    def _enqueue(self, out: list[Outgoing]) -> None:
+        """Append to the outbox, keeping it within ``outbox_max_events``.
+
+        The outbox only grows while the engine is unreachable. Past the bound the oldest
+        position/account snapshot (or batch) goes first — a later snapshot or the re-announce
+        replaces it — and an order or execution only when nothing else is left; each drop is
+        counted and its user re-announced when the engine is back.
+        """
+        self._outbox.extend(out)
+        while len(self._outbox) > self.outbox_max_events:
+            # The first event may be in the middle of a publish: never take that one.
+            first = 1 if self._draining is not None and not self._draining.done() else 0
+            victim = next(
+                (i for i in range(first, len(self._outbox)) if self._outbox[i][1] in _REPLACEABLE),
+                first,
+            )
+            user_id, type_, _, _ = self._outbox[victim]
+            del self._outbox[victim]
+            self.outbox_dropped += 1
+            self.metrics.outbox_dropped.inc()
+            self._resync.add(user_id)
+            if self.outbox_dropped == 1 or self.outbox_dropped % 1000 == 0:
+                log.warning(
+                    "outbox full (%d events): dropped a %s of user %s (%d dropped so far); "
+                    "positions and account will be announced again",
+                    self.outbox_max_events,
+                    type_,
+                    user_id,
+                    self.outbox_dropped,
+                )
+        self.metrics.outbox.set(len(self._outbox))
+        self._kick()
 
     def _kick(self) -> None:
         if self._draining is None or self._draining.done():
@@ -196,18 +244,59 @@ class StreamManager:
             self._draining = asyncio.ensure_future(self._drain())
 
     async def _drain(self) -> None:
+        """Publish the outbox in order; while the engine is unreachable, wait and retry."""
         self._slicer.start()
+        delay = 0.1
         try:
             while self._outbox:
-                user_id, type_, data, at = self._outbox.popleft()
+                head = self._outbox[0]
+                user_id, type_, data, at = head
                 try:
                     await self.broker.publish(user_id, type_, data, emitted_at=at)
+                except BrokerUnavailable as exc:
+                    if self.engine_down_since is None:
+                        self.engine_down_since = self._clock()
+                        log.warning("engine unreachable (%s): holding events in the outbox", exc)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 2.0)
+                    continue  # the same event, still first in line
                 except Exception:
                     log.exception("publish failed for user %s (%s); event dropped", user_id, type_)
+                if self._outbox and self._outbox[0] is head:
+                    self._outbox.popleft()
+                if self.engine_down_since is not None or self._resync:
+                    self._engine_back()
+                delay = 0.1
+                self.metrics.outbox.set(len(self._outbox))
                 # A flush to thousands of tabs gives the loop back every few ms (pacing.py).
                 await self._slicer.pause_if_due()
         finally:
             self._idle.set()
+
+    def _engine_back(self) -> None:
+        """The engine answers again: re-announce the users whose events were dropped.
+
+        Their complete positions and account (from the snapshot source) replace whatever
+        snapshots of theirs still wait in the outbox; orders and executions keep their place.
+        """
+        if self.engine_down_since is not None:
+            down = self._clock() - self.engine_down_since
+            self.engine_down_since = None
+            log.warning(
+                "engine reachable again after %.1f s; %d events waiting", down, len(self._outbox)
+            )
+        users, self._resync = self._resync, set()
+        # Their queued snapshots are older than the state announced now: replace, not add
+        # (so an outbox at its bound shrinks instead of dropping again).
+        self._outbox = deque(
+            e for e in self._outbox if not (e[0] in users and e[1] in _REPLACEABLE)
+        )
+        for user_id in users:
+            full = self._source.snapshot(user_id)
+            for position in full.get("positions", []):
+                self.emit(user_id, EventType.POSITION_UPDATE, position)
+            if full.get("account") is not None:
+                self.emit(user_id, EventType.ACCOUNT_UPDATE, full["account"])
 
     def _on_publication(self, pub: Publication) -> None:
         self.metrics.published.labels(type=pub.type).inc()
@@ -511,6 +600,11 @@ class StreamManager:
             "averageConnectionSeconds": (sum(durations) / len(durations)) if durations else 0.0,
             "eventsDelivered": self.hub.delivered,
             "loopLagMs": self.loop_lag.lag_ms(),
+            "outbox": {
+                "events": len(self._outbox),
+                "dropped": self.outbox_dropped,
+                "engineDown": self.engine_down_since is not None,
+            },
             "batching": {
                 "windowMs": self.batcher.window_ms,
                 "updatesCoalesced": self.batcher.absorbed,

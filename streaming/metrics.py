@@ -147,6 +147,16 @@ class Metrics:
         self.storage_errors = Counter(
             "folio_storage_errors_total", "Requests that failed because storage failed", registry=r
         )
+        self.outbox = Gauge(
+            "folio_outbox_events",
+            "Events waiting to be published (grows only while the engine is unreachable)",
+            registry=r,
+        )
+        self.outbox_dropped = Counter(
+            "folio_outbox_dropped",
+            "Events dropped because the outbox was full (their users are re-announced)",
+            registry=r,
+        )
         self._samples: deque[float] = deque(maxlen=window)
         self._disconnect_times: deque[float] = deque(maxlen=10_000)
 

@@ -45,7 +45,7 @@ from typing import Any
 import redis.asyncio as aioredis
 import ujson
 
-from streaming.broker import Broker, Publication, PublicationHandler
+from streaming.broker import Broker, BrokerUnavailable, Publication, PublicationHandler
 from streaming.events import utc_now_iso
 from streaming.pacing import TimeSlicer
 from streaming.tasks import spawn
@@ -185,7 +185,14 @@ class RedisBroker(Broker):
             ensure_ascii=False,
             escape_forward_slashes=False,
         )
-        seq, epoch = await self._script(
+        try:
+            seq, epoch = await self._publish_script(user_id, payload)
+        except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
+            raise BrokerUnavailable(f"Redis unreachable: {exc}") from exc
+        return Publication(user_id, int(seq), epoch, type_, data, timestamp, emitted_at)
+
+    async def _publish_script(self, user_id: str, payload: str) -> Any:
+        return await self._script(
             keys=self._keys(user_id),
             args=[
                 payload,
@@ -194,7 +201,6 @@ class RedisBroker(Broker):
                 self._channel(user_id),
             ],
         )
-        return Publication(user_id, int(seq), epoch, type_, data, timestamp, emitted_at)
 
     def _decode(self, seq: int, epoch: str, payload: str) -> Publication:
         body = ujson.loads(payload)

@@ -17,6 +17,7 @@ from decimal import Decimal, InvalidOperation, localcontext
 from fractions import Fraction
 from typing import Any
 
+from streaming.simulator.activities import FillActivity
 from streaming.simulator.fmt import fmt_money, fmt_price, fmt_qty, fmt_ratio, iso, utcnow
 
 PriceOf = Callable[[str], Decimal]
@@ -478,6 +479,8 @@ class SimAccount:
         self.created_at = utcnow()
         self.positions: dict[str, SimPosition] = {}
         self.orders: dict[str, SimOrder] = {}
+        #: Every execution, oldest first, as ``GET /v2/account/activities`` reports it.
+        self.activities: list[FillActivity] = []
 
     # ----------------------------------------------------------------- queries
 
@@ -864,7 +867,8 @@ class SimAccount:
             price: Execution price in USD per share.
 
         Returns:
-            The execution, with the order and position already updated.
+            The execution, with the order and position already updated; it is also recorded
+            in :attr:`activities` (a ``FILL`` activity with the same execution id).
 
         Raises:
             ValueError: If the order is not open or qty is out of range.
@@ -900,12 +904,27 @@ class SimAccount:
             order.filled_at = now
         else:
             order.status = "partially_filled"
+        execution_id = str(uuid.uuid4())
+        self.activities.append(
+            FillActivity(
+                execution_id=execution_id,
+                order_id=order.id,
+                symbol=order.symbol,
+                side=order.side,
+                qty=qty,
+                price=price,
+                cum_qty=order.filled_qty,
+                leaves_qty=order.remaining,
+                order_status=order.status,
+                transaction_time=now,
+            )
+        )
         return Execution(
             order=order,
             qty=qty,
             price=price,
             position_qty=new_qty,
-            execution_id=str(uuid.uuid4()),
+            execution_id=execution_id,
             timestamp=now,
         )
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import ujson
 
-from streaming.broker import Publication
+from streaming.broker import BrokerUnavailable, Publication
 from streaming.closecodes import CloseCode
 from streaming.events import Channel
 from streaming.frames import PreparedMessage
@@ -941,5 +941,74 @@ def test_late_subscriber_not_told_when_not_stale_or_no_account(status, source):
         manager.connect(client)
         await manager.handle(client, sub_msg())
         assert client.types() == ["subscribed", "snapshot"]
+
+    run(main)
+
+
+# -- the outbox while the engine is unreachable -------------------------------------------------
+
+
+class FlakyBroker(MemoryBroker):
+    """A memory engine that is "unreachable" while ``down`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__(epoch=EPOCH)
+        self.down = False
+        self.attempts = 0
+
+    async def publish(self, user_id: str, type_: str, data: Any, *, emitted_at: float = 0.0) -> Any:
+        self.attempts += 1
+        if self.down:
+            raise BrokerUnavailable("down")
+        return await super().publish(user_id, type_, data, emitted_at=emitted_at)
+
+
+def test_events_wait_in_order_while_the_engine_is_down():
+    async def main() -> None:
+        broker = FlakyBroker()
+        manager, _, _ = make(broker=broker)
+        client = FakeClient(channels=ALL)
+        assert manager.connect(client)
+        broker.down = True
+        for i in range(5):
+            manager.emit("1", "order_update", {**ORDER_AAPL, "orderId": f"o{i}"})
+        while broker.attempts < 3:  # retried, not dropped
+            await asyncio.sleep(0.01)
+        assert client.messages == [] and manager.stats()["outbox"]["events"] == 5
+        assert manager.stats()["outbox"]["engineDown"] is True
+        broker.down = False
+        await manager.wait_idle()
+        assert [m["data"]["orderId"] for m in client.messages] == [f"o{i}" for i in range(5)]
+        assert client.seqs() == [1, 2, 3, 4, 5]
+        assert manager.stats()["outbox"] == {"events": 0, "dropped": 0, "engineDown": False}
+
+    run(main)
+
+
+def test_full_outbox_drops_snapshots_first_and_announces_the_user_again():
+    async def main() -> None:
+        broker = FlakyBroker()
+        manager, _, _ = make(broker=broker, source=FakeSource(), outbox_max_events=100)
+        client = FakeClient(channels=ALL)
+        assert manager.connect(client)
+        broker.down = True
+        manager.emit("1", "order_update", {**ORDER_AAPL, "orderId": "keep-0"})
+        for i in range(150):
+            manager.emit("1", "position_update", {**POS_AAPL, "quantity": str(i)})
+        manager.emit("1", "order_update", {**ORDER_AAPL, "orderId": "keep-1"})
+        assert manager.stats()["outbox"]["events"] == 100
+        assert manager.outbox_dropped == 52
+        broker.down = False
+        await manager.wait_idle()
+        orders = [m["data"]["orderId"] for m in client.messages if m["type"] == "order_update"]
+        assert orders == ["keep-0", "keep-1"]  # orders and executions are kept
+        # The queued snapshots were replaced by the user's state announced again (FakeSource).
+        assert [(m["type"], m["data"]) for m in client.messages[2:]] == [
+            ("position_update", POS_AAPL),
+            ("position_update", POS_MSFT),
+            ("account_update", ACCOUNT),
+        ]
+        assert client.seqs() == [1, 2, 3, 4, 5]
+        assert manager.stats()["outbox"] == {"events": 0, "dropped": 52, "engineDown": False}
 
     run(main)
