@@ -153,7 +153,7 @@ class Metrics:
             registry=r,
         )
         self.outbox_dropped = Counter(
-            "folio_outbox_dropped",
+            "folio_outbox_dropped_total",
             "Events dropped because the outbox was full (their users are re-announced)",
             registry=r,
         )

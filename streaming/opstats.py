@@ -194,6 +194,13 @@ class StatsCollector(Collector):
                 "Redis ingest entries rejected",
                 redis["ingestRejected"],
             )
+        outbox = s.get("outbox")
+        if outbox is not None:
+            yield _gauge(
+                "folio_engine_down",
+                "1 while the engine (Redis) is unreachable and events wait in the outbox",
+                outbox["engineDown"],
+            )
         storage = s.get("storage")
         if storage is not None:
             yield _gauge("folio_storage_up", "1 while the database answers", storage["ok"])

@@ -39,6 +39,9 @@ EXPORTED = {
     "redis.ingestRejected": "folio_redis_ingest_rejected_total",
     "maxRssMb": "folio_process_max_resident_memory_bytes",
     "storage.ok": "folio_storage_up",
+    "outbox.events": "folio_outbox_events",
+    "outbox.dropped": "folio_outbox_dropped_total",
+    "outbox.engineDown": "folio_engine_down",
 }
 
 
@@ -60,7 +63,7 @@ def samples(body: bytes) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
 def flat_fields(stats: dict[str, Any]) -> set[str]:
     fields = set()
     for key, value in stats.items():
-        if key in ("broker", "bridge", "redis", "batching", "storage"):
+        if key in ("broker", "bridge", "redis", "batching", "storage", "outbox"):
             fields |= {f"{key}.{sub}" for sub in value}
         else:
             fields.add(key)
