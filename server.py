@@ -38,7 +38,6 @@ from config.logs import configure_logging
 from config.settings import SETTINGS_HELP, Settings, SettingsError, load_settings
 from handlers.admin import (
     AuditHandler,
-    ClusterHandler,
     ConnectionsHandler,
     DisconnectUserHandler,
     MetricsHandler,
@@ -57,7 +56,7 @@ from storage.db import StorageError, Store, open_store
 from streaming.alpaca_bridge import AlpacaBridge, BridgeAccount, Endpoints
 from streaming.auth import SessionAuth
 from streaming.broker import Broker
-from streaming.cluster import ClusterView
+from streaming.cluster import ClusterReporter
 from streaming.leader import RedisLeader, SoleLeader
 from streaming.manager import StreamManager
 from streaming.memory_broker import MemoryBroker
@@ -112,7 +111,6 @@ def make_app(ctx: Context, static_dir: Path = STATIC_DIR) -> tornado.web.Applica
         (r"/api/trades", PortfolioHandler, {"view": "trades"}),
         (r"/api/admin/websocket-stats", StatsHandler),
         (r"/api/admin/connections", ConnectionsHandler),
-        (r"/api/admin/cluster", ClusterHandler),
         (r"/api/admin/audit", AuditHandler),
         (r"/api/admin/users/([0-9]{1,18})/disconnect", DisconnectUserHandler),
         (r"/metrics", MetricsHandler),
@@ -156,9 +154,9 @@ class FolioServer:
         self.ctx: Context | None = None
         self.broker: Broker | None = None
         self.leader: SoleLeader | RedisLeader = SoleLeader()
+        self.cluster: ClusterReporter | None = None
         self.ingest: RedisIngest | None = None
         self.user_control: UserControl | None = None
-        self.cluster: ClusterView | None = None
         self._purge: asyncio.Task[Any] | None = None
 
     async def start(self) -> int:
@@ -274,14 +272,12 @@ class FolioServer:
         )
         self.user_control.start()
         ctx.user_control = self.user_control
-        self.cluster = ClusterView(
-            lambda: build_stats(manager, service, ctx.extra_status),
-            port=self.port,
-            redis_url=s.redis_url,
-            prefix=s.redis_prefix,
-        )
-        self.cluster.start()
-        ctx.cluster = self.cluster
+        if s.redis_url:
+            self.cluster = ClusterReporter(s.redis_url, self._process_report, prefix=s.redis_prefix)
+            await self.cluster.start()
+            self.ctx.extra_status["cluster"] = self.cluster.view
+        else:
+            self.ctx.extra_status["cluster"] = self._single_process_view
         log.info(
             "folio-stream listening on http://%s:%d (%s, realtime %s, %d linked account(s))",
             s.host,
@@ -338,11 +334,11 @@ class FolioServer:
             self._purge.cancel()
         if self.http is not None:
             self.http.stop()
+        if self.cluster is not None:
+            await self.cluster.stop()
         await self.leader.stop()
         if self.user_control is not None:
             await self.user_control.stop()
-        if self.cluster is not None:
-            await self.cluster.stop()
         if self.ingest is not None:
             await self.ingest.stop()
         if self.manager is not None:
@@ -406,6 +402,35 @@ class FolioServer:
         readiness.add("broker", broker_feed)
         readiness.add("role", role)
         return readiness
+
+    def _process_report(self) -> dict[str, Any]:
+        """Return the figures of this process for the cluster view (:mod:`streaming.cluster`)."""
+        assert self.manager is not None
+        stats = self.manager.stats()
+        return {
+            "activeConnections": stats["activeConnections"],
+            "activeUsers": stats["activeUsers"],
+            "eventsDelivered": stats["eventsDelivered"],
+            "latencyMs": stats["latencyMs"],
+            "loopLagMs": stats["loopLagMs"],
+            "outbox": stats["outbox"],
+            "leader": self.leader.is_leader,
+        }
+
+    def _single_process_view(self) -> dict[str, Any]:
+        """The cluster view without Redis: this process alone."""
+        report = {**self._process_report(), "id": "local", "alive": True, "self": True}
+        return {
+            "processes": [report],
+            "totals": {
+                "processes": 1,
+                "gone": 0,
+                "activeConnections": report["activeConnections"],
+                "eventsDelivered": report["eventsDelivered"],
+                "leaders": 1,
+            },
+            "updatedAt": None,
+        }
 
     def _redis_status(self) -> dict[str, Any]:
         broker = self.broker

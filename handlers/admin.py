@@ -19,7 +19,6 @@ __all__ = [
     "StatsHandler",
     "MetricsHandler",
     "ConnectionsHandler",
-    "ClusterHandler",
     "DisconnectUserHandler",
     "AuditHandler",
 ]
@@ -62,22 +61,6 @@ class ConnectionsHandler(AdminHandler):
         rows = self.ctx.manager.connected_users()
         names = {u.user_id: u.username for u in await self.ctx.auth.store.list_users()}
         self.write_json({"users": [{**r, "username": names.get(r["userId"])} for r in rows]})
-
-
-class ClusterHandler(AdminHandler):
-    """``GET /api/admin/cluster``: every live process's headline numbers (``streaming.cluster``).
-
-    Answers ``{"processes": [{"id", "self", "connections", "users", "eventsDelivered",
-    "latencyP95Ms", "loopLagP99Ms", "disconnectsLastMinute", "leader", "fanout", "brokerStale",
-    "maxRssMb", "updatedAt"}]}``, the answering process first (``self`` true).
-    """
-
-    async def get(self) -> None:
-        await self.require_admin()
-        cluster = self.ctx.cluster
-        if cluster is None:
-            raise ApiError(503, "not_ready", "the server is still starting")
-        self.write_json({"processes": await cluster.processes()})
 
 
 class DisconnectUserHandler(AdminHandler):

@@ -18,7 +18,6 @@ from config.settings import Settings
 from handlers.headers import apply_security_headers
 from storage.db import StorageError
 from streaming.auth import COOKIE_NAME, Authenticated, SessionAuth
-from streaming.cluster import ClusterView
 from streaming.manager import StreamManager
 from streaming.ratelimit import KeyedBuckets, retry_after_header
 from streaming.readiness import Readiness
@@ -88,8 +87,6 @@ class Context:
     readiness: Readiness | None = None
     #: Closes a user's sockets on every process (set once the server has started).
     user_control: UserControl | None = None
-    #: Every process's headline numbers for the admin page (set once the server has started).
-    cluster: ClusterView | None = None
     #: WebSocket upgrade attempts per client address (None: unlimited).
     upgrades: KeyedBuckets | None = None
 

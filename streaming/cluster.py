@@ -1,11 +1,13 @@
-"""The cluster view for the admin page: every process's headline numbers, from any process.
+"""The cluster view: every process reports into Redis, the admin stats show them all.
 
-With ``REDIS_URL`` each process writes a small summary of its stats (connections, users,
-deliveries, latency p95, loop lag p99, leader, fan-out, broker staleness, peak RSS) to the key
-``<prefix>:process:<hostname>:<port>`` every ``interval_s`` seconds, expiring after ``ttl_s``;
-a process that dies disappears from the view when its key expires. :meth:`ClusterView.processes`
-reads them all (``SCAN`` + ``MGET``), so whichever process answers the admin page's poll shows
-the whole cluster. Without Redis the cluster is this process alone.
+Each process writes a small report (connections, users, delivery latency, loop lag, outbox,
+whether it leads) into the hash ``<prefix>:procs`` every ``interval_s`` seconds, stamped with
+Redis's own clock, and reads every report back. A process whose report is older than
+``gone_after_s`` is shown as gone (it crashed or lost Redis); after ``forget_after_s`` its entry
+is deleted. A process that stops cleanly deletes its own entry at once.
+
+The admin stats (``cluster`` in ``/api/admin/websocket-stats``) answer from the last read, so
+serving them costs no Redis round trip.
 """
 
 from __future__ import annotations
@@ -13,166 +15,138 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
 import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio as aioredis
 import ujson
 
-__all__ = ["ClusterView", "summarize", "process_id"]
+from streaming.tasks import spawn
+
+__all__ = ["ClusterReporter"]
 
 log = logging.getLogger(__name__)
 
 
-def process_id(port: int) -> str:
-    """Return the process id used in the cluster view: ``<hostname>:<HTTP port>``.
-
-    The port, not the pid, because it is what a load balancer and an operator know the
-    process by (and it stays unique for several servers in one test process).
-    """
-    return f"{socket.gethostname()}:{port}"
-
-
-def summarize(process: str, stats: Mapping[str, Any], now: float) -> dict[str, Any]:
-    """Return the headline numbers of one process's stats document (``opstats.build_stats``).
+class ClusterReporter:
+    """Writes this process's report and keeps the latest view of every process.
 
     Args:
-        process: the process id.
-        stats: its stats document.
-        now: unix seconds, recorded as ``updatedAt``.
-    """
-    redis = stats.get("redis") or {}
-    return {
-        "id": process,
-        "pid": os.getpid(),
-        "connections": stats["activeConnections"],
-        "users": stats["activeUsers"],
-        "eventsDelivered": stats["eventsDelivered"],
-        "latencyP95Ms": stats["latencyMs"]["p95"],
-        "loopLagP99Ms": stats["loopLagMs"]["p99"],
-        "disconnectsLastMinute": stats["disconnectsLastMinute"],
-        "leader": bool(redis.get("leader", True)),
-        "fanout": redis.get("fanout"),
-        "brokerStale": bool(stats["broker"]["stale"]),
-        "maxRssMb": stats.get("maxRssMb"),
-        "updatedAt": round(now, 3),
-    }
-
-
-class ClusterView:
-    """Publishes this process's summary and reads every process's.
-
-    Args:
-        source: returns this process's stats document.
-        port: this process's HTTP port (names it, with the hostname).
-        redis_url: the shared Redis; empty for a single process.
-        prefix: ``REDIS_PREFIX``.
-        interval_s: seconds between publications.
-        ttl_s: seconds a summary lives without being refreshed.
-        clock: unix time in seconds.
+        url: ``redis://host:port/db``.
+        report: returns this process's figures (a JSON-able dict), called every interval.
+        prefix: key prefix (``REDIS_PREFIX``).
+        interval_s: seconds between reports.
+        gone_after_s: a report older than this marks its process as gone.
+        forget_after_s: a report older than this is deleted.
     """
 
     def __init__(
         self,
-        source: Callable[[], Mapping[str, Any]],
+        url: str,
+        report: Callable[[], dict[str, Any]],
         *,
-        port: int,
-        redis_url: str = "",
         prefix: str = "folio",
         interval_s: float = 2.0,
-        ttl_s: float = 10.0,
-        clock: Callable[[], float] = time.time,
+        gone_after_s: float = 10.0,
+        forget_after_s: float = 300.0,
     ) -> None:
-        self.id = process_id(port)
-        self._source = source
-        self.redis_url = redis_url
-        self.prefix = prefix
+        self.url = url
+        self.key = f"{prefix}:procs"
         self.interval_s = interval_s
-        self.ttl_s = ttl_s
-        self._clock = clock
+        self.gone_after_s = gone_after_s
+        self.forget_after_s = forget_after_s
+        self._report = report
+        #: This process's id in the view: host, pid and a random part (pids are reused).
+        self.process_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self._started = time.time()
         self._redis: Any = None
-        self._task: asyncio.Task[None] | None = None
+        self._task: asyncio.Task[Any] | None = None
+        self._view: dict[str, Any] = {"processes": [], "totals": {}, "updatedAt": None}
 
-    @property
-    def key(self) -> str:
-        """The Redis key of this process's summary."""
-        return f"{self.prefix}:process:{self.id}"
+    async def start(self) -> None:
+        """Connect, report once and start reporting periodically.
 
-    def start(self) -> None:
-        """Start publishing (only with Redis)."""
-        if not self.redis_url:
-            return
+        Raises:
+            redis.exceptions.ConnectionError: Redis does not answer.
+        """
         self._redis = aioredis.from_url(
-            self.redis_url, decode_responses=True, client_name=f"{self.prefix}-cluster"
+            self.url, decode_responses=True, client_name=f"{self.key}-reporter"
         )
-        self._task = asyncio.ensure_future(self._publish_forever())
-        self._task.add_done_callback(_log_failure)
+        await self.tick()
+        self._task = spawn(self._loop(), "cluster-reporter")
 
     async def stop(self) -> None:
-        """Stop publishing and remove this process from the view."""
+        """Stop reporting and remove this process from the view."""
         if self._task is not None:
             self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
-            self._task = None
-        if self._redis is not None:
-            try:
-                await self._redis.delete(self.key)
-            except Exception:  # Redis away: the key expires by itself
-                pass
-            await self._redis.aclose()
-            self._redis = None
-
-    def local(self) -> dict[str, Any]:
-        """Return the summary of this process, now."""
-        return summarize(self.id, self._source(), self._clock())
-
-    async def publish(self) -> None:
-        """Write this process's summary (``SET … PX ttl``)."""
-        payload = ujson.dumps(self.local())
-        await self._redis.set(self.key, payload, px=int(self.ttl_s * 1000))
-
-    async def _publish_forever(self) -> None:
-        while True:
-            try:
-                await self.publish()
-            except Exception as exc:
-                log.debug("cluster summary not published: %s", exc)
-            await asyncio.sleep(self.interval_s)
-
-    async def processes(self) -> list[dict[str, Any]]:
-        """Every live process's summary, this one first (fresh), then by id.
-
-        Without Redis, or when Redis does not answer, only this process (``partial`` is then
-        set on it when Redis was expected).
-        """
-        own = {**self.local(), "self": True}
         if self._redis is None:
-            return [own]
+            return
         try:
-            keys = [k async for k in self._redis.scan_iter(f"{self.prefix}:process:*", count=100)]
-            values = await self._redis.mget(keys) if keys else []
-        except Exception as exc:
-            log.warning("cluster view unavailable: %s", exc)
-            return [{**own, "partial": True}]
-        others = []
-        for raw in values:
-            if raw is None:
-                continue
+            await self._redis.hdel(self.key, self.process_id)
+        except Exception as exc:  # the entry ages out and is forgotten
+            log.info("cluster report not removed (%s)", exc)
+        finally:
+            await self._redis.aclose()
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
             try:
-                entry = ujson.loads(raw)
-            except ValueError:
+                await self.tick()
+            except Exception as exc:
+                log.warning("cluster report failed (%s)", exc)
+
+    async def tick(self) -> None:
+        """Write this process's report, read every report, forget long-gone processes."""
+        seconds, micros = await self._redis.time()
+        now = seconds + micros / 1e6
+        report = {
+            **self._report(),
+            "at": now,
+            "startedAt": self._started,
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+        }
+        await self._redis.hset(self.key, self.process_id, ujson.dumps(report))
+        raw = await self._redis.hgetall(self.key)
+        processes = []
+        forget = []
+        for pid, text in raw.items():
+            try:
+                entry = ujson.loads(text)
+                age = now - float(entry["at"])
+            except (ValueError, KeyError, TypeError):
+                forget.append(pid)
                 continue
-            if entry.get("id") != self.id:
-                others.append({**entry, "self": False})
-        others.sort(key=lambda e: str(e.get("id")))
-        return [own, *others]
+            if age > self.forget_after_s:
+                forget.append(pid)
+                continue
+            entry.update(
+                id=pid,
+                ageS=round(age, 1),
+                alive=age <= self.gone_after_s,
+                self=pid == self.process_id,
+            )
+            processes.append(entry)
+        if forget:
+            await self._redis.hdel(self.key, *forget)
+        processes.sort(key=lambda e: (not e["alive"], e["id"]))
+        alive = [p for p in processes if p["alive"]]
+        self._view = {
+            "processes": processes,
+            "totals": {
+                "processes": len(alive),
+                "gone": len(processes) - len(alive),
+                "activeConnections": sum(int(p.get("activeConnections", 0)) for p in alive),
+                "eventsDelivered": sum(int(p.get("eventsDelivered", 0)) for p in alive),
+                "leaders": sum(1 for p in alive if p.get("leader")),
+            },
+            "updatedAt": now,
+        }
 
-
-def _log_failure(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("cluster summary task stopped", exc_info=task.exception())
+    def view(self) -> dict[str, Any]:
+        """The cluster as last read (``processes`` with ``alive``/``ageS``, and ``totals``)."""
+        return self._view

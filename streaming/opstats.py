@@ -41,6 +41,7 @@ NOT_EXPORTED: dict[str, str] = {
     "broker.symbolsWatched": "the list; its length is folio_broker_symbols_watched",
     "bridge.tradingStreams": "per user; counted by state in folio_bridge_trading_streams",
     "alerts": "evaluated by Prometheus from ops/prometheus/alerts.yml",
+    "cluster": "other processes' figures: each process exports its own series",
     "alertThresholds": "constants (ops/prometheus/alerts.yml)",
     "storage.fault": "text; folio_storage_up is 0 while there is one",
 }

@@ -146,34 +146,6 @@ async def test_admin_disconnect_closes_the_user_on_every_process(
 
 
 @pytest.mark.gen_test(timeout=90)
-async def test_cluster_view_lists_every_process(tmp_path: Path, prefix: str) -> None:  # noqa: F811
-    """Either process answers the admin page with both processes' numbers; a stopped process
-    leaves the view."""
-    a, b = await _pair(tmp_path, prefix)
-    try:
-        on_b = await b.connect(await b.login("alice"))
-        await subscribe(on_b, ["account"])
-        assert a.server.cluster is not None and b.server.cluster is not None
-        await a.server.cluster.publish()
-        await b.server.cluster.publish()
-        admin = await a.login("admin", "admin")
-        code, body = await a.get_json("/api/admin/cluster", admin)
-        assert code == 200
-        rows = {p["id"]: p for p in body["processes"]}
-        a_id, b_id = a.server.cluster.id, b.server.cluster.id
-        assert set(rows) == {a_id, b_id} and body["processes"][0]["id"] == a_id
-        assert rows[a_id]["self"] is True and rows[b_id]["self"] is False
-        assert rows[b_id]["connections"] == 1 and rows[a_id]["connections"] == 0
-        assert [rows[a_id]["leader"], rows[b_id]["leader"]] == [True, False]
-        await b.server.stop()  # removes its summary
-        code, body = await a.get_json("/api/admin/cluster", admin)
-        assert [p["id"] for p in body["processes"]] == [a_id]
-    finally:
-        await b.server.stop()
-        await a.server.stop()
-
-
-@pytest.mark.gen_test(timeout=90)
 async def test_sixth_connection_refused_across_processes(tmp_path: Path, prefix: str) -> None:  # noqa: F811
     """REQ-3 for the deployment: three tabs on A and two on B; the sixth is refused (1008)
     on either process; closing one on B frees a slot that a tab on A can take."""
@@ -205,6 +177,57 @@ async def test_sixth_connection_refused_across_processes(tmp_path: Path, prefix:
         again = await a.connect(cookie)
         ack, _ = await subscribe(again, ["orders"])
         assert ack["type"] == "subscribed"
+    finally:
+        await b.server.stop()
+        await a.server.stop()
+
+
+@pytest.mark.gen_test(timeout=90)
+async def test_admin_stats_show_every_process(tmp_path: Path, prefix: str) -> None:  # noqa: F811
+    """The admin stats answer for the cluster: both processes with their connections, one
+    leader; a process that stopped reporting is shown as gone, one that stopped cleanly left."""
+    import time
+
+    import ujson
+
+    a, b = await _pair(tmp_path, prefix)
+    try:
+        alice = await b.login("alice")
+        conns = [await b.connect(alice) for _ in range(2)]
+        for conn in conns:
+            await subscribe(conn, ["orders"])
+        # A report from a process that died a minute ago (its own clock stamp, in Redis).
+        redis = a.server.cluster._redis  # type: ignore[union-attr]
+        stale = {"activeConnections": 7, "at": time.time() - 60, "leader": False}
+        await redis.hset(f"{prefix}:procs", "dead-host:1:abc", ujson.dumps(stale))
+        for server in (b, a):  # B reports, then A (which answers the stats) reads
+            await server.server.cluster.tick()  # type: ignore[union-attr]
+        admin = await a.login("admin", "admin")
+        code, stats = await a.get_json("/api/admin/websocket-stats", admin)
+        assert code == 200
+        cluster = stats["cluster"]
+        alive = [p for p in cluster["processes"] if p["alive"]]
+        gone = [p for p in cluster["processes"] if not p["alive"]]
+        assert len(alive) == 2 and [p["id"] for p in gone] == ["dead-host:1:abc"]
+        assert cluster["totals"]["activeConnections"] == 2  # the gone one does not count
+        assert cluster["totals"] == {
+            "processes": 2,
+            "gone": 1,
+            "activeConnections": 2,
+            "eventsDelivered": cluster["totals"]["eventsDelivered"],
+            "leaders": 1,
+        }
+        by_self = {p["self"]: p for p in alive}
+        assert by_self[True]["activeConnections"] == 0  # A, answering
+        assert by_self[False]["activeConnections"] == 2  # B
+        assert {"latencyMs", "loopLagMs", "outbox", "pid", "host"} <= set(by_self[False])
+        # B stops cleanly: its entry goes at once.
+        for conn in conns:
+            conn.close()
+        await b.server.stop()
+        await a.server.cluster.tick()  # type: ignore[union-attr]
+        ids = [p["id"] for p in a.server.cluster.view()["processes"]]  # type: ignore[union-attr]
+        assert len(ids) == 2 and "dead-host:1:abc" in ids
     finally:
         await b.server.stop()
         await a.server.stop()

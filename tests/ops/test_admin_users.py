@@ -109,17 +109,3 @@ async def test_disabled_or_deleted_user_is_closed_at_the_next_session_check(
     assert bob_user is not None
     await store.delete_user(bob_user.id)
     await closed_with(conn, 4001)
-
-
-@pytest.mark.gen_test(timeout=30)
-async def test_cluster_view_of_a_single_process(folio: Running) -> None:
-    """Without Redis the cluster is the answering process, with its live numbers."""
-    admin = await folio.login("admin", "admin")
-    conn = await folio.connect(await folio.login("alice"))
-    await subscribe(conn, ["account"])
-    code, body = await folio.get_json("/api/admin/cluster", admin)
-    assert code == 200
-    [only] = body["processes"]
-    assert only["self"] is True and only["connections"] == 1 and only["leader"] is True
-    assert only["id"].endswith(f":{folio.port}") and only["pid"] == __import__("os").getpid()
-    assert (await folio.get_json("/api/admin/cluster", await folio.login("bob")))[0] == 403

@@ -25,6 +25,13 @@ function stats(over: Partial<Stats> = {}): Stats {
     broker: { stale: false, secondsSinceBrokerMessage: 1, rejectedUpdates: 0, symbolsWatched: ['AAPL'] },
     bridge: { tradingStreams: { '1': true, '2': false }, marketData: true, syncs: 4, syncErrors: 0, demo: true },
     redis: { fanout: null, leader: true, ingestAccepted: 0, ingestRejected: 0 },
+    cluster: {
+      processes: [
+        { ...proc('host:1:a', 2), self: true, leader: true, host: 'web-1', pid: 11 },
+        { ...proc('host:2:b', 5), self: false, leader: false, alive: false, ageS: 42 },
+      ],
+      totals: { processes: 1, gone: 1, activeConnections: 2, eventsDelivered: 0, leaders: 1 },
+    },
     alerts: { disconnectRateHigh: false, latencyP95High: true },
     alertThresholds: { latencyP95High: { field: 'latencyMs.p95', above: 1000, unit: 'ms' } },
     ...over,
@@ -34,16 +41,13 @@ function stats(over: Partial<Stats> = {}): Stats {
 function proc(id: string, connections: number) {
   return {
     id,
-    connections,
-    users: 1,
-    eventsDelivered: 0,
-    latencyP95Ms: 4,
-    loopLagP99Ms: 1,
-    disconnectsLastMinute: 1,
-    fanout: true,
-    brokerStale: false,
-    maxRssMb: 120,
-    updatedAt: 0,
+    alive: true,
+    ageS: 1,
+    activeConnections: connections,
+    activeUsers: 1,
+    latencyMs: { p95: 4 },
+    loopLagMs: { p99: 1 },
+    outbox: { events: 0, engineDown: false },
   };
 }
 
@@ -57,12 +61,6 @@ function fakeAdmin(): AdminApi & { disconnect: ReturnType<typeof vi.fn> } {
     disconnect: vi.fn(async (userId: string) => ({ userId, sessionsRevoked: 1, socketsClosed: 2 })),
     audit: vi.fn(async () => ({
       entries: [{ at: '2026-12-01T10:00:00Z', actor: 'cli:root', action: 'disable', target: 'carol', detail: '' }],
-    })),
-    cluster: vi.fn(async () => ({
-      processes: [
-        { ...proc('host:1', 2), self: true, partial: false, leader: true },
-        { ...proc('host:2', 5), self: false, partial: false, leader: false },
-      ],
     })),
   };
 }
@@ -84,9 +82,10 @@ describe('AdminPage', () => {
     await waitFor(() => expect(Number(screen.getByTestId('chart-connections').getAttribute('data-points'))).toBeGreaterThan(2));
     await waitFor(() => expect(screen.getByTestId('stat-deliveries').textContent).not.toBe('–'));
     expect(window.location.pathname).toBe('/admin');
-    expect(screen.getByTestId('process-host:1').textContent).toContain('(answering)');
-    expect(screen.getByTestId('process-host:2').textContent).toContain('follower');
-    expect(screen.getByTestId('process-totals').textContent).toContain('7');
+    expect(screen.getByTestId('process-host:1:a').textContent).toContain('web-1 (pid 11) (answering)');
+    expect(screen.getByTestId('process-host:2:b').textContent).toContain('gone (42 s)');
+    expect(screen.getByTestId('process-totals').textContent).toContain('2');
+    expect(screen.getByTestId('processes').textContent).toContain('1 live, 1 gone');
     expect(screen.queryByTestId('leader-warning')).toBeNull();
     await waitFor(() => expect(screen.getByTestId('audit').textContent).toContain('cli:rootdisablecarol'));
   });

@@ -124,17 +124,17 @@ function ClusterPanel({ stats }: { stats: Stats }) {
 function ProcessesPanel({ cluster }: { cluster: Cluster | undefined }) {
   if (!cluster) return null;
   const rows = cluster.processes;
-  const total = (key: 'connections' | 'users' | 'disconnectsLastMinute') => rows.reduce((sum, p) => sum + p[key], 0);
-  const leaders = rows.filter((p) => p.leader).length;
+  const { totals } = cluster;
   return (
     <section className="card admin-processes" aria-labelledby="processes-title" data-testid="processes">
-      <h2 id="processes-title">Processes ({rows.length})</h2>
-      {rows.length > 1 && leaders !== 1 && (
+      <h2 id="processes-title">
+        Processes ({totals.processes} live{totals.gone ? `, ${totals.gone} gone` : ''})
+      </h2>
+      {totals.leaders !== 1 && (
         <p className="error" role="alert" data-testid="leader-warning">
-          {leaders === 0 ? 'No process is the leader: broker events are not published.' : `${leaders} processes claim the leader role.`}
+          {totals.leaders === 0 ? 'No process is the leader: broker events are not published.' : `${totals.leaders} processes claim the leader role.`}
         </p>
       )}
-      {rows.some((p) => p.partial) && <p className="muted">Redis does not answer: only this process is shown.</p>}
       <table className="admin-table">
         <thead>
           <tr>
@@ -143,39 +143,34 @@ function ProcessesPanel({ cluster }: { cluster: Cluster | undefined }) {
             <th scope="col">Users</th>
             <th scope="col">Latency p95</th>
             <th scope="col">Loop lag p99</th>
-            <th scope="col">Disconnects/min</th>
+            <th scope="col">Outbox</th>
             <th scope="col">Role</th>
-            <th scope="col">Broker</th>
-            <th scope="col">Peak RSS</th>
+            <th scope="col">Last report</th>
           </tr>
         </thead>
         <tbody>
           {rows.map((p) => (
-            <tr key={p.id} data-testid={`process-${p.id}`}>
+            <tr key={p.id} data-testid={`process-${p.id}`} className={p.alive ? undefined : 'muted'}>
               <td>
-                {p.id}
+                {p.host && p.pid ? `${p.host} (pid ${p.pid})` : p.id}
                 {p.self && <span className="muted"> (answering)</span>}
               </td>
-              <td>{p.connections}</td>
-              <td>{p.users}</td>
-              <td>{ms(p.latencyP95Ms)}</td>
-              <td>{ms(p.loopLagP99Ms)}</td>
-              <td>{p.disconnectsLastMinute}</td>
-              <td>{p.leader ? 'leader' : 'follower'}{p.fanout === false ? ', fan-out down' : ''}</td>
-              <td>{p.brokerStale ? 'stale' : 'live'}</td>
-              <td>{p.maxRssMb === null ? '–' : `${p.maxRssMb} MB`}</td>
+              <td>{p.activeConnections}</td>
+              <td>{p.activeUsers}</td>
+              <td>{ms(p.latencyMs?.p95)}</td>
+              <td>{ms(p.loopLagMs?.p99)}</td>
+              <td>{p.outbox ? `${p.outbox.events}${p.outbox.engineDown ? ', Redis down' : ''}` : '–'}</td>
+              <td>{p.leader ? 'leader' : 'follower'}</td>
+              <td>{p.alive ? (p.ageS === undefined ? 'now' : `${Math.round(p.ageS)} s ago`) : `gone (${Math.round(p.ageS ?? 0)} s)`}</td>
             </tr>
           ))}
         </tbody>
         {rows.length > 1 && (
           <tfoot>
             <tr data-testid="process-totals">
-              <th scope="row">Cluster</th>
-              <td>{total('connections')}</td>
-              <td>{total('users')}</td>
-              <td colSpan={2} />
-              <td>{total('disconnectsLastMinute')}</td>
-              <td colSpan={3} />
+              <th scope="row">Cluster (live)</th>
+              <td>{totals.activeConnections}</td>
+              <td colSpan={6} />
             </tr>
           </tfoot>
         )}
@@ -237,7 +232,6 @@ export default function AdminPage({
     refetchInterval: pollMs,
     staleTime: 0,
   });
-  const cluster = useQuery({ queryKey: ['admin', 'cluster'], queryFn: adminApi.cluster, refetchInterval: pollMs, staleTime: 0 });
   const audit = useQuery({ queryKey: ['admin', 'audit'], queryFn: adminApi.audit, refetchInterval: pollMs * 5 });
   const [history, setHistory] = useState<Sample[]>([]);
   const last = useRef<{ t: number; delivered: number } | null>(null);
@@ -347,7 +341,7 @@ export default function AdminPage({
             ]}
             data={charts.latency}
           />
-          <ProcessesPanel cluster={cluster.data} />
+          <ProcessesPanel cluster={s.cluster} />
           <AlertsPanel stats={s} />
           <BrokerPanel stats={s} />
           <ClusterPanel stats={s} />

@@ -5,6 +5,33 @@ import { request } from '../lib/api';
 
 const pct = z.number().nullable().optional().transform((v) => v ?? null);
 
+// `cluster` in the stats: every process sharing REDIS_URL (this one alone without Redis).
+const processSchema = z
+  .object({
+    id: z.string(),
+    alive: z.boolean().optional().default(true),
+    ageS: z.number().optional(),
+    self: z.boolean().optional().default(false),
+    activeConnections: z.number(),
+    activeUsers: z.number(),
+    latencyMs: z.object({ p95: pct }).passthrough().optional(),
+    loopLagMs: z.object({ p99: pct }).passthrough().optional(),
+    outbox: z.object({ events: z.number(), engineDown: z.boolean() }).passthrough().optional(),
+    leader: z.boolean(),
+    host: z.string().optional(),
+    pid: z.number().optional(),
+  })
+  .passthrough();
+export const clusterSchema = z
+  .object({
+    processes: z.array(processSchema),
+    totals: z
+      .object({ processes: z.number(), gone: z.number(), activeConnections: z.number(), leaders: z.number() })
+      .passthrough(),
+  })
+  .passthrough();
+export type Cluster = z.infer<typeof clusterSchema>;
+
 export const statsSchema = z
   .object({
     activeConnections: z.number(),
@@ -42,6 +69,7 @@ export const statsSchema = z
       })
       .passthrough()
       .optional(),
+    cluster: clusterSchema.optional(),
     alerts: z.record(z.boolean()),
     alertThresholds: z
       .record(z.object({ field: z.string(), above: z.number(), unit: z.string() }).passthrough())
@@ -71,30 +99,6 @@ export const disconnectSchema = z.object({
 });
 export type DisconnectResult = z.infer<typeof disconnectSchema>;
 
-const nullableNumber = z.number().nullable().optional().transform((v) => v ?? null);
-export const clusterSchema = z.object({
-  processes: z.array(
-    z
-      .object({
-        id: z.string(),
-        self: z.boolean().optional().default(false),
-        partial: z.boolean().optional().default(false),
-        connections: z.number(),
-        users: z.number(),
-        eventsDelivered: z.number(),
-        latencyP95Ms: nullableNumber,
-        loopLagP99Ms: nullableNumber,
-        disconnectsLastMinute: z.number(),
-        leader: z.boolean(),
-        fanout: z.boolean().nullable().optional().transform((v) => v ?? null),
-        brokerStale: z.boolean(),
-        maxRssMb: nullableNumber,
-        updatedAt: z.number(),
-      })
-      .passthrough(),
-  ),
-});
-export type Cluster = z.infer<typeof clusterSchema>;
 
 export const auditSchema = z.object({
   entries: z.array(z.object({ at: z.string(), actor: z.string(), action: z.string(), target: z.string(), detail: z.string() })),
@@ -104,7 +108,6 @@ export type Audit = z.infer<typeof auditSchema>;
 export const adminApi = {
   stats: (): Promise<Stats> => request('/api/admin/websocket-stats', statsSchema),
   connections: (): Promise<ConnectedUsers> => request('/api/admin/connections', connectionsSchema),
-  cluster: (): Promise<Cluster> => request('/api/admin/cluster', clusterSchema),
   audit: (): Promise<Audit> => request('/api/admin/audit', auditSchema),
   // JSON body + same-origin fetch: the server requires both (CSRF defence).
   disconnect: (userId: string): Promise<DisconnectResult> =>
