@@ -36,7 +36,13 @@ typecheck: $(VENV)/.stamp-test
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null \
 	  || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
 
-pytest: $(VENV)/.stamp-test /usr/bin/chromium
+# promtool checks the alert rules (tests/ops); Debian's prometheus package provides it.
+/usr/bin/promtool:
+	@echo "installing Debian's prometheus package for promtool (tests/ops)"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null \
+	  || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null)
+
+pytest: $(VENV)/.stamp-test /usr/bin/chromium /usr/bin/promtool
 	$(BIN)/pytest
 
 test: lint typecheck pytest

@@ -1,12 +1,17 @@
-"""folio-stream entry point: ``python server.py [--flags]`` runs the server; ``adduser`` adds users.
+"""folio-stream entry point: ``python server.py [--flags]`` runs the server; ``users`` manages.
 
 Usage::
 
-    python server.py [--port 8888] [--host 127.0.0.1] [--database-url …]   # run
-    python server.py adduser NAME [--admin] [--password P]
-                     [--alpaca-key K --alpaca-secret S [--live]]          # add a user
+    python server.py [--port 8888] [--host 127.0.0.1] [--log-level info] [--…]   # run
+    python server.py users list|add|passwd|link|unlink|disable|enable|delete …  # users
+    python server.py users --help                                            # details
+    python server.py adduser …                                        # = users add …
 
-Every setting is also an environment variable (see ``config/settings.py`` and the README).
+Every setting is an environment variable and a flag (below); a flag wins over its variable, with
+a warning when both are given and differ. Start-up failures (port in use, bad HOST, database or
+Redis unreachable, a SECRET_KEY that does not decrypt the stored keys, unwritable DATA_DIR) are
+one line on stderr naming the cause and the fix, exit code 2.
+
 With no Alpaca keys the server runs in demo mode: it starts the bundled Alpaca-protocol simulator,
 seeds ``alice``/``bob`` (password ``demo``) and ``admin`` (password ``admin``), and links each
 trader to a simulator account. SIGTERM/SIGINT flush pending batches, close sockets with 1001,
@@ -15,15 +20,11 @@ stop the broker streams and exit 0.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import dataclasses
-import errno
-import getpass
 import logging
 import os
 import signal
-import sqlite3
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -32,17 +33,26 @@ from typing import Any
 import tornado.web
 from tornado.netutil import bind_sockets
 
+from config.errors import EXIT_CONFIG, explain
+from config.logs import configure_logging
 from config.settings import SETTINGS_HELP, Settings, SettingsError, load_settings
-from handlers.admin import MetricsHandler, StatsHandler
+from handlers.admin import (
+    AuditHandler,
+    ConnectionsHandler,
+    DisconnectUserHandler,
+    MetricsHandler,
+    StatsHandler,
+)
 from handlers.auth import LoginHandler, LogoutHandler, MeHandler
-from handlers.base import Context, NotFoundHandler
+from handlers.base import Context, NotFoundHandler, log_request
+from handlers.health import ApiDocumentHandler, LivezHandler, ReadyzHandler
 from handlers.internal import InternalEventsHandler
-from handlers.limits import LimitedHTTPServer, log_request
+from handlers.limits import LimitedHTTPServer
 from handlers.portfolio import AccountHistoryHandler, HealthHandler, PortfolioHandler
 from handlers.spa import AssetHandler, SpaHandler
 from handlers.ws import PortfolioSocket
 from storage.crypto import PasswordHasher
-from storage.db import StorageError, Store, UserExistsError, open_store
+from storage.db import StorageError, Store, open_store
 from storage.history import AccountRecorder
 from streaming.alpaca_bridge import AlpacaBridge, BridgeAccount, Endpoints
 from streaming.auth import SessionAuth
@@ -51,15 +61,24 @@ from streaming.cluster import ClusterReporter
 from streaming.leader import RedisLeader, SoleLeader
 from streaming.manager import StreamManager
 from streaming.memory_broker import MemoryBroker
+from streaming.opstats import StatsCollector, build_stats
 from streaming.ratelimit import FailureBackoff, KeyedBuckets, LoginThrottle
+from streaming.readiness import Readiness
 from streaming.redis_broker import RedisBroker
 from streaming.redis_ingest import RedisIngest
 from streaming.service import PortfolioService
 from streaming.tasks import every
+from streaming.user_control import UserControl
 
 log = logging.getLogger("folio")
 
 STATIC_DIR = Path(__file__).with_name("static")
+DOCS_DIR = Path(__file__).with_name("docs")
+#: Unknown paths under these prefixes are JSON 404s (``/healthz`` and ``/status`` too: probes).
+NOT_FOUND_PATHS = (
+    r"/(?:api|ws|internal)(?:/.*)?|/(?:metrics|livez|readyz|healthz|status).*"
+    r"|/(?:openapi|asyncapi)\.json"
+)
 MAX_BODY_BYTES = 1024 * 1024
 DEMO_TRADERS = (("alice", "demo"), ("bob", "demo"))
 DEMO_DATA_KEY = ("DEMO-MARKET-DATA", "demo-market-data-secret")
@@ -93,9 +112,17 @@ def make_app(ctx: Context, static_dir: Path = STATIC_DIR) -> tornado.web.Applica
         (r"/api/account/history", AccountHistoryHandler),
         (r"/api/trades", PortfolioHandler, {"view": "trades"}),
         (r"/api/admin/websocket-stats", StatsHandler),
+        (r"/api/admin/connections", ConnectionsHandler),
+        (r"/api/admin/audit", AuditHandler),
+        (r"/api/admin/users/([0-9]{1,18})/disconnect", DisconnectUserHandler),
         (r"/metrics", MetricsHandler),
         (r"/internal/events", InternalEventsHandler),
-        (r"/(?:api|ws|internal)/.*", NotFoundHandler),
+        (r"/livez", LivezHandler),
+        (r"/readyz", ReadyzHandler),
+        (r"/api/openapi.json", ApiDocumentHandler, {"path": str(DOCS_DIR / "openapi.json")}),
+        (r"/api/asyncapi.json", ApiDocumentHandler, {"path": str(DOCS_DIR / "asyncapi.json")}),
+        # Machine paths answer JSON 404, never the SPA (a probe must not see 200 text/html).
+        (NOT_FOUND_PATHS, NotFoundHandler),
         (r"/assets/(.*)", AssetHandler, {"path": str(static_dir / "assets")}),
         (r"/(favicon\.(?:ico|svg))", AssetHandler, {"path": str(static_dir)}),
         (r"/(.*)", SpaHandler, {"static_dir": str(static_dir)}),
@@ -132,6 +159,7 @@ class FolioServer:
         self.cluster: ClusterReporter | None = None
         self.ingest: RedisIngest | None = None
         self.recorder: AccountRecorder | None = None
+        self.user_control: UserControl | None = None
         self._purge: asyncio.Task[Any] | None = None
 
     async def start(self) -> int:
@@ -244,6 +272,20 @@ class FolioServer:
         if self.ingest is not None:
             await self.ingest.start()
         self.ctx.extra_status["redis"] = self._redis_status
+        ctx = self.ctx
+        manager.metrics.registry.register(
+            StatsCollector(lambda: build_stats(manager, service, ctx.extra_status))
+        )
+        ctx.readiness = self._readiness()
+        self.user_control = UserControl(
+            manager,
+            store,
+            interval_s=s.heartbeat_interval_s,
+            redis_url=s.redis_url,
+            prefix=s.redis_prefix,
+        )
+        self.user_control.start()
+        ctx.user_control = self.user_control
         if s.redis_url:
             self.cluster = ClusterReporter(s.redis_url, self._process_report, prefix=s.redis_prefix)
             await self.cluster.start()
@@ -309,6 +351,8 @@ class FolioServer:
         if self.cluster is not None:
             await self.cluster.stop()
         await self.leader.stop()
+        if self.user_control is not None:
+            await self.user_control.stop()
         if self.ingest is not None:
             await self.ingest.stop()
         if self.recorder is not None:
@@ -328,6 +372,52 @@ class FolioServer:
             await self.broker.close()
         if self.store is not None:
             await self.store.close()
+
+    def _readiness(self) -> Readiness:
+        """The ``/readyz`` probes: database, Redis (when configured), broker feed, role."""
+        readiness = Readiness()
+        store, broker, bridge, service = self.store, self.broker, self.bridge, self.service
+        assert store is not None and bridge is not None and service is not None
+
+        async def database() -> dict[str, Any]:
+            await store.ping()
+            return {"ok": True, "engine": store.dialect}
+
+        async def redis() -> dict[str, Any]:
+            assert isinstance(broker, RedisBroker)
+            await broker.ping()
+            return {"ok": True}
+
+        async def broker_feed() -> dict[str, Any]:
+            state, feed = bridge.status(), service.status()
+            down = sorted(u for u, alive in state["tradingStreams"].items() if not alive)
+            # The market-data stream only runs while some symbol is held.
+            data_down = bool(bridge.data_symbols) and not state["marketData"]
+            ok = not down and not data_down
+            details: dict[str, Any] = {
+                "ok": ok,
+                "stale": feed["stale"],
+                "secondsSinceBrokerMessage": feed["secondsSinceBrokerMessage"],
+            }
+            if not ok:
+                details["error"] = (
+                    f"trading stream down for userId {', '.join(down)}"
+                    if down
+                    else "market-data stream not running"
+                )
+            return details
+
+        async def role() -> dict[str, Any]:
+            if not self.settings.redis_url:
+                return {"ok": True, "role": "single"}
+            return {"ok": True, "role": "leader" if self.leader.is_leader else "follower"}
+
+        readiness.add("database", database)
+        if isinstance(broker, RedisBroker):
+            readiness.add("redis", redis)
+        readiness.add("broker", broker_feed)
+        readiness.add("role", role)
+        return readiness
 
     def _process_report(self) -> dict[str, Any]:
         """Return the figures of this process for the cluster view (:mod:`streaming.cluster`)."""
@@ -379,6 +469,10 @@ async def _serve(settings: Settings) -> int:
         [starting, asyncio.ensure_future(stop.wait())], return_when="FIRST_COMPLETED"
     )
     if starting.done() and starting.exception() is not None:
+        try:  # release what was started (simulator, store, Redis) before reporting
+            await asyncio.wait_for(server.stop(), 4.0)
+        except Exception:
+            pass
         raise starting.exception()  # type: ignore[misc]
     await stop.wait()
     if not starting.done():
@@ -391,101 +485,57 @@ async def _serve(settings: Settings) -> int:
     return 0
 
 
-async def _adduser(settings: Settings, args: argparse.Namespace) -> int:
-    store = await open_store(settings.database_url, settings.secret_key)
-    try:
-        password = args.password or os.environ.get("FOLIO_PASSWORD") or getpass.getpass()
-        try:
-            user = await store.create_user(args.name, password, is_admin=args.admin)
-        except (UserExistsError, ValueError) as exc:
-            print(f"adduser: {exc}", file=sys.stderr)
-            return 1
-        if args.alpaca_key or args.alpaca_secret:
-            if not (args.alpaca_key and args.alpaca_secret):
-                print("adduser: --alpaca-key and --alpaca-secret go together", file=sys.stderr)
-                return 1
-            await store.link_broker_account(
-                user.id, args.alpaca_key, args.alpaca_secret, paper=not args.live
-            )
-        role = "admin" if user.is_admin else "trader"
-        linked = " linked to a broker account" if args.alpaca_key else ""
-        print(f"created {role} {user.username} (userId {user.user_id}){linked}")
-        return 0
-    finally:
-        await store.close()
-
-
 def main(argv: list[str] | None = None) -> int:
-    """Run the server or the ``adduser`` command.
+    """Run the server, or a ``users`` command (``adduser`` is ``users add``).
 
     Args:
         argv: command-line arguments without the program name (default ``sys.argv[1:]``).
 
     Returns:
-        The process exit code.
+        The process exit code: 0, or 2 (``config.errors.EXIT_CONFIG``) after one line on stderr
+        naming the cause and the fix when the settings or the environment are wrong.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(
-        level=os.environ.get("LOG_LEVEL", "INFO").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    if argv and argv[0] == "adduser":
-        parser = argparse.ArgumentParser(prog="server.py adduser", description="Add a user.")
-        parser.add_argument("name")
-        parser.add_argument("--admin", action="store_true", help="grant the admin role")
-        parser.add_argument("--password", help="password (default: $FOLIO_PASSWORD or a prompt)")
-        parser.add_argument("--alpaca-key", help="the trader's Alpaca API key id")
-        parser.add_argument("--alpaca-secret", help="the trader's Alpaca secret key")
-        parser.add_argument("--live", action="store_true", help="a live (not paper) account")
-        args, rest = parser.parse_known_args(argv[1:])
-        try:
-            settings = load_settings(argv=rest)
-        except SettingsError as exc:
-            print(f"settings error: {exc}", file=sys.stderr)
-            return 2
-        return asyncio.run(_adduser(settings, args))
+    if argv and argv[0] in ("users", "adduser"):
+        from cli.users import main as users_main
+
+        return users_main(argv)
     if argv and argv[0] in ("-h", "--help"):
         print(__doc__)
         for name, text in SETTINGS_HELP.items():
             print(f"  --{name.replace('_', '-'):28} {name.upper()}: {text}")
         return 0
+    warnings: list[str] = []
     try:
-        settings = load_settings(argv=argv)
+        settings = load_settings(argv=argv, warnings=warnings)
     except SettingsError as exc:
         print(f"settings error: {exc}", file=sys.stderr)
-        return 2
-    import psycopg
-    import redis.exceptions
-
+        return EXIT_CONFIG
+    except OSError as exc:  # the demo SECRET_KEY file under DATA_DIR
+        data_dir = os.environ.get("DATA_DIR", "var")
+        print(f"start-up error: {explain(exc, data_dir=data_dir) or exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    configure_logging(settings.log_level, settings.log_format)
+    for line in warnings:
+        log.warning("%s (a flag wins over its environment variable)", line)
     try:
         with asyncio.Runner(loop_factory=_loop_factory(settings.event_loop)) as runner:
             return runner.run(_serve(settings))
-    except (
-        OSError,
-        StorageError,
-        sqlite3.Error,
-        psycopg.Error,
-        redis.exceptions.RedisError,
-    ) as exc:
-        print(f"start-up error: {_startup_error(settings, exc)}", file=sys.stderr)
-        return 2
-
-
-def _startup_error(settings: Settings, exc: BaseException) -> str:
-    """One line naming the cause of a start-up failure and its fix (never a traceback)."""
-    if isinstance(exc, OSError) and exc.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL):
-        return f"cannot listen on {settings.host}:{settings.port} ({exc.strerror}): set PORT/HOST"
-    if type(exc).__module__.startswith("redis"):
-        return f"cannot reach Redis at REDIS_URL ({exc}): check REDIS_URL and that Redis runs"
-    if type(exc).__module__.startswith("psycopg"):
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return f"cannot use DATABASE_URL ({first}): check it and that PostgreSQL runs"
-    if settings.database_url.startswith("sqlite"):
-        return (
-            f"cannot open the SQLite database {settings.database_url!r} ({exc}): "
-            "set DATA_DIR (or DATABASE_URL) to a writable directory"
+    except Exception as exc:
+        message = explain(
+            exc,
+            host=settings.host,
+            port=settings.port,
+            database_url=settings.database_url,
+            redis_url=settings.redis_url,
+            data_dir=settings.data_dir,
         )
-    return f"{type(exc).__name__}: {exc}"
+        if message is None and isinstance(exc, StorageError):
+            message = f"{exc}: check DATABASE_URL, or set DATA_DIR to a writable directory"
+        if message is None:
+            raise
+        print(f"start-up error: {message}", file=sys.stderr)
+        return EXIT_CONFIG
 
 
 def _loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:

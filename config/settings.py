@@ -23,7 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Settings", "SettingsError", "load_settings", "SETTINGS_HELP"]
+__all__ = ["Settings", "SettingsError", "load_settings", "SETTINGS_HELP", "LOG_LEVELS"]
+
+#: Accepted ``LOG_LEVEL`` values (the names of :mod:`logging`'s levels, any case).
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
 class SettingsError(ValueError):
@@ -138,6 +141,8 @@ class Settings:
     simulator_auto_trade: bool = True
     data_dir: str = "var"
     event_loop: str = "asyncio"
+    log_level: str = "info"
+    log_format: str = "text"
     outbox_max_events: int = 10_000
     login_hash_workers: int = 1
     login_max_pending: int = 16
@@ -177,6 +182,8 @@ class Settings:
         return out
 
 
+_SECRET_FIELDS = ("secret_key", "alpaca_secret_key", "internal_token")
+
 # (field name, parser) — the environment variable is the field name upper-cased.
 _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "host": lambda n, v: v.strip() or "127.0.0.1",
@@ -208,6 +215,8 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "simulator_auto_trade": _parse_bool,
     "data_dir": lambda n, v: v.strip() or "var",
     "event_loop": lambda n, v: _parse_choice(n, v, ("asyncio", "uvloop")),
+    "log_level": lambda n, v: _parse_choice(n, v, LOG_LEVELS),
+    "log_format": lambda n, v: _parse_choice(n, v, ("text", "json")),
     "outbox_max_events": lambda n, v: _parse_int(n, v, minimum=100),
     "login_hash_workers": lambda n, v: _parse_int(n, v, minimum=1, maximum=64),
     "login_max_pending": lambda n, v: _parse_int(n, v, minimum=1, maximum=10_000),
@@ -254,6 +263,8 @@ SETTINGS_HELP: dict[str, str] = {
     "simulator_auto_trade": "demo mode: the simulator places orders for the demo traders",
     "data_dir": "directory for the SQLite file and the generated demo secret",
     "event_loop": "asyncio (default) or uvloop (the libuv loop; see bench/README.md)",
+    "log_level": "debug, info (default), warning, error or critical",
+    "log_format": "text (default) or json (one JSON object per line, python-json-logger)",
     "outbox_max_events": "events held while Redis is unreachable (beyond: snapshots dropped)",
     "login_hash_workers": "threads checking passwords (scrypt) off the event loop",
     "login_max_pending": "logins hashing or waiting at once; more answer 503 + Retry-After",
@@ -279,13 +290,19 @@ def _flag_parser() -> argparse.ArgumentParser:
 
 
 def load_settings(
-    environ: Mapping[str, str] | None = None, argv: Sequence[str] | None = None
+    environ: Mapping[str, str] | None = None,
+    argv: Sequence[str] | None = None,
+    warnings: list[str] | None = None,
 ) -> Settings:
     """Build :class:`Settings` from environment variables, overridden by ``--flags``.
+
+    A flag wins over its environment variable; when both are given and differ, a line saying
+    so is appended to ``warnings`` (the server logs them once logging is set up).
 
     Args:
         environ: variables to read (default ``os.environ``).
         argv: command-line arguments such as ``["--port", "9000"]`` (default: none).
+        warnings: where to append those lines (default: dropped).
 
     Returns:
         The validated settings. In demo mode without ``SECRET_KEY`` a random key is generated
@@ -309,6 +326,14 @@ def load_settings(
             raise SettingsError(f"unknown option(s): {' '.join(unknown)}")
         for name, value in vars(flags).items():
             if value is not None:
+                env_value = raw.get(name)
+                if env_value is not None and env_value.strip() != value.strip():
+                    shown = "***" if name in _SECRET_FIELDS else f"{env_value.strip()!r}"
+                    flag = "--" + name.replace("_", "-")
+                    if warnings is not None:
+                        warnings.append(
+                            f"{flag} overrides {name.upper()}={shown} from the environment"
+                        )
                 raw[name] = value
     values: dict[str, Any] = {}
     for name, text in raw.items():

@@ -20,11 +20,57 @@ from storage.db import StorageError
 from streaming.auth import COOKIE_NAME, Authenticated, SessionAuth
 from streaming.manager import StreamManager
 from streaming.ratelimit import KeyedBuckets, retry_after_header
+from streaming.readiness import Readiness
 from streaming.service import PortfolioService
+from streaming.user_control import UserControl
 
-__all__ = ["Context", "BaseHandler", "ApiError", "NotFoundHandler"]
+__all__ = ["Context", "BaseHandler", "ApiError", "NotFoundHandler", "log_request"]
 
 log = logging.getLogger(__name__)
+access_log = logging.getLogger("tornado.access")
+
+
+def log_request(handler: RequestHandler) -> None:
+    """Log one line per finished request (the Application's ``log_function``).
+
+    2xx/3xx at INFO, 4xx at WARNING, 5xx at ERROR, except 429 refusals at DEBUG (a flood of
+    refused requests must not flood the log; they are counted in the metrics). An error answer
+    carries its code and message on the same line, so an error is logged once (not also by
+    ``log_exception``). Extras: ``status`` and ``errorCode`` (for ``LOG_FORMAT=json``).
+    """
+    status = handler.get_status()
+    request = handler.request
+    error = getattr(handler, "logged_error", None)
+    code, detail = None, ""
+    if isinstance(error, ApiError):
+        code, detail = error.code, f": {error.code}: {error.message}"
+    elif isinstance(error, HTTPError) and error.log_message:
+        text = error.log_message % error.args if error.args else error.log_message
+        code, detail = "http_error", f": {text}"
+    if status < 400:
+        level = logging.INFO
+    elif status == 429:
+        level = logging.DEBUG
+    elif status < 500:
+        level = logging.WARNING
+    else:
+        level = logging.ERROR
+    if not access_log.isEnabledFor(level):
+        return
+    extra: dict[str, Any] = {"status": status}
+    if code:
+        extra["errorCode"] = code
+    access_log.log(
+        level,
+        "%d %s %s (%s) %.2fms%s",
+        status,
+        request.method,
+        request.uri,
+        request.remote_ip,
+        1000.0 * request.request_time(),
+        detail,
+        extra=extra,
+    )
 
 
 @dataclass
@@ -37,6 +83,10 @@ class Context:
     service: PortfolioService
     #: More sections for the admin stats: values, or callables evaluated per request.
     extra_status: dict[str, Any] = field(default_factory=dict)
+    #: The ``/readyz`` probes (set once the server has started).
+    readiness: Readiness | None = None
+    #: Closes a user's sockets on every process (set once the server has started).
+    user_control: UserControl | None = None
     #: WebSocket upgrade attempts per client address (None: unlimited).
     upgrades: KeyedBuckets | None = None
 
@@ -60,6 +110,8 @@ class BaseHandler(RequestHandler):
     """JSON API base: ``ctx`` access, JSON errors, cookie session lookup, no caching."""
 
     auth_result: Authenticated | None = None
+    #: The HTTPError this request ended with, for :func:`log_request`'s one line.
+    logged_error: HTTPError | None = None
 
     @property
     def ctx(self) -> Context:
@@ -77,6 +129,13 @@ class BaseHandler(RequestHandler):
         self.set_status(status)
         self.finish(ujson.dumps(payload, ensure_ascii=False, escape_forward_slashes=False))
 
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        """HTTP errors are logged once, by :func:`log_request`; others keep their traceback."""
+        if isinstance(value, HTTPError):
+            self.logged_error = value
+            return
+        super().log_exception(typ, value, tb)
+
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None))[1]
         if isinstance(exc, ApiError):
@@ -92,16 +151,6 @@ class BaseHandler(RequestHandler):
             code, message = "http_error", self._reason
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.finish(ujson.dumps({"error": {"code": code, "message": message}}))
-
-    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
-        """Log as Tornado does, except throttling refusals (429).
-
-        A flood must not flood the log; refusals are counted in ``folio_login_attempts`` and
-        ``folio_http_refused``.
-        """
-        if isinstance(value, ApiError) and value.status_code == 429:
-            return
-        super().log_exception(typ, value, tb)
 
     def json_body(self) -> dict[str, Any]:
         """Decode the request body as a JSON object.

@@ -39,7 +39,7 @@ from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop
 from tornado.iostream import IOStream
 
-__all__ = ["LimitedHTTPServer", "in_networks", "log_request"]
+__all__ = ["LimitedHTTPServer", "in_networks"]
 
 log = logging.getLogger(__name__)
 
@@ -59,29 +59,6 @@ def in_networks(
     except ValueError:
         return False
     return any(addr in net for net in networks)
-
-
-access_log = logging.getLogger("tornado.access")
-
-
-def log_request(handler: Any) -> None:
-    """Access log line per request (the application's ``log_function``).
-
-    Tornado's format and levels, except 429 refusals at DEBUG: a flood of refused requests must
-    not flood the log (they are counted in the metrics).
-    """
-    status = handler.get_status()
-    if status < 400:
-        level = logging.INFO
-    elif status == 429:
-        level = logging.DEBUG
-    elif status < 500:
-        level = logging.WARNING
-    else:
-        level = logging.ERROR
-    if access_log.isEnabledFor(level):
-        request_time = 1000.0 * handler.request.request_time()
-        access_log.log(level, "%d %s %.2fms", status, handler._request_summary(), request_time)
 
 
 class LimitedHTTPServer(HTTPServer):

@@ -32,7 +32,9 @@ the connection with 4002 rather than letting server memory grow.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import time
 from asyncio import Future
 from typing import Any
 
@@ -70,6 +72,10 @@ class FolioProtocol(StrictFramesMixin, PreparedFrameProtocol):
     Frames from clients are checked strictly (1002/1007, :mod:`handlers.ws_strict`); frames to
     clients are written prepared (:mod:`handlers.tornado_ws`).
     """
+
+
+#: Connection ids (``connId`` on log lines): unique within the process.
+_conn_ids = itertools.count(1)
 
 
 class PortfolioSocket(WebSocketHandler):
@@ -121,11 +127,13 @@ class PortfolioSocket(WebSocketHandler):
             self.finish('{"error": {"code": "storage_unavailable", "message": "try again later"}}')
             return
         if auth is None:
+            self.ctx.manager.metrics.reject("unauthorized")
             self.set_status(401)
             self.set_header("Content-Type", "application/json; charset=utf-8")
             self.finish('{"error": {"code": "unauthorized", "message": "login required"}}')
             return
         self.user_id = auth.user.user_id
+        self.conn_id = f"c{next(_conn_ids)}"
         self.sid = auth.sid
         self.expires_at = auth.expires_at
         self.subscription = Subscription()
@@ -142,8 +150,12 @@ class PortfolioSocket(WebSocketHandler):
         Exact string comparison: no trailing-slash, case or other header (``Host``,
         ``X-Forwarded-Host``) can widen it. Requests without ``Origin`` are not from a browser
         (browsers always send it on upgrades), so cross-site hijacking does not apply to them.
+        A refusal is counted in ``folio_ws_rejects_total{reason="bad_origin"}``.
         """
-        return origin in self.ctx.settings.origins()
+        if origin in self.ctx.settings.origins():
+            return True
+        self.ctx.manager.metrics.reject("bad_origin")
+        return False
 
     def get_compression_options(self) -> dict[str, Any] | None:
         """Enable permessage-deflate (RFC 7692): portfolio JSON compresses well."""
@@ -152,9 +164,14 @@ class PortfolioSocket(WebSocketHandler):
     async def open(self, *args: str, **kwargs: str) -> None:
         """Register with the manager, or refuse a connection over the per-user limit."""
         self.set_nodelay(True)
+        self._opened_at = time.monotonic()
         manager = self.ctx.manager
         if not await manager.admit(self):
-            log.info("user %s refused: maximum connections exceeded", self.user_id)
+            log.info(
+                "user %s refused: maximum connections exceeded",
+                self.user_id,
+                extra={"userId": self.user_id, "connId": self.conn_id},
+            )
             await manager.control(
                 self,
                 EventType.ERROR,
@@ -221,7 +238,11 @@ class PortfolioSocket(WebSocketHandler):
             if replay:
                 self._mark_replay_written()
         except Exception:
-            log.exception("error handling a message from user %s", self.user_id)
+            log.exception(
+                "error handling a message from user %s",
+                self.user_id,
+                extra={"userId": self.user_id, "connId": self.conn_id},
+            )
             self.close(CloseCode.INTERNAL_ERROR, "Internal error")
 
     def write_message(
@@ -255,13 +276,33 @@ class PortfolioSocket(WebSocketHandler):
         """Close with ``code`` (remembered for the disconnect metrics), RFC 6455 §7.1.2."""
         if code is not None and getattr(self, "_server_close_code", None) is None:
             self._server_close_code = code
+            self._server_close_reason = reason
         super().close(code, reason)
 
     def on_close(self) -> None:
-        """Free the connection's slot."""
+        """Free the connection's slot and log the close once: code, reason, user, duration."""
+        server_code = getattr(self, "_server_close_code", None)
+        code = server_code or self.close_code
         if self._registered:
-            code = getattr(self, "_server_close_code", None) or self.close_code
             self.ctx.manager.disconnect(self, code)
+        reason = getattr(self, "_server_close_reason", None) or self.close_reason or ""
+        duration = time.monotonic() - getattr(self, "_opened_at", time.monotonic())
+        log.info(
+            "socket %s of user %s closed by the %s: %s %s after %.1f s",
+            self.conn_id,
+            self.user_id,
+            "server" if server_code else "client",
+            code if code is not None else "(no code)",
+            reason or "(no reason)",
+            duration,
+            extra={
+                "userId": self.user_id,
+                "connId": self.conn_id,
+                "code": code,
+                "reason": reason,
+                "durationS": round(duration, 3),
+            },
+        )
 
     # -- streaming.hub.Client -------------------------------------------------------------------
     def send(self, message: PreparedMessage) -> Sent:

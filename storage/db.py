@@ -33,6 +33,8 @@ __all__ = [
     "LinkedAccount",
     "Store",
     "UserExistsError",
+    "UserInfo",
+    "AuditEntry",
     "StorageError",
     "open_store",
 ]
@@ -60,6 +62,7 @@ class User:
     id: int
     username: str
     is_admin: bool
+    disabled: bool = False
 
     @property
     def user_id(self) -> str:
@@ -104,6 +107,35 @@ class AccountPoint:
     at: datetime
     equity: Decimal
     day_pnl: Decimal | None
+
+
+@dataclass(frozen=True)
+class UserInfo:
+    """One row of ``server.py users list``: a user and what is attached to it."""
+
+    user: User
+    created_at: datetime
+    linked: bool
+    paper: bool | None
+    active_sessions: int
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """An audited operator action (``audit_log``)."""
+
+    at: datetime
+    actor: str
+    action: str
+    target: str
+    detail: str
+
+
+_USER_COLUMNS = "id, username, is_admin, disabled_at"
+
+
+def _user(row: Sequence[Any]) -> User:
+    return User(int(row[0]), row[1], bool(row[2]), row[3] is not None)
 
 
 def _now() -> datetime:
@@ -186,6 +218,10 @@ class Store(ABC):
             applied.append(version)
         return applied
 
+    async def ping(self) -> None:
+        """Run ``SELECT 1``; raises the engine's error when the database does not answer."""
+        await self._query("SELECT 1")
+
     async def _applied(self) -> set[str]:
         return {row[0] for row in await self._query("SELECT version FROM schema_migrations")}
 
@@ -224,42 +260,133 @@ class Store(ABC):
     async def get_user_by_name(self, username: str) -> User | None:
         """Return the user called ``username`` or None."""
         rows = await self._query(
-            "SELECT id, username, is_admin FROM users WHERE username = ?", (username,)
+            f"SELECT {_USER_COLUMNS} FROM users WHERE username = ?", (username,)
         )
-        return User(rows[0][0], rows[0][1], bool(rows[0][2])) if rows else None
+        return _user(rows[0]) if rows else None
 
     async def get_user(self, user_id: int) -> User | None:
         """Return the user with numeric id ``user_id`` or None."""
-        rows = await self._query(
-            "SELECT id, username, is_admin FROM users WHERE id = ?", (user_id,)
-        )
-        return User(rows[0][0], rows[0][1], bool(rows[0][2])) if rows else None
+        rows = await self._query(f"SELECT {_USER_COLUMNS} FROM users WHERE id = ?", (user_id,))
+        return _user(rows[0]) if rows else None
 
     async def list_users(self) -> list[User]:
         """Return every user, ordered by id."""
-        rows = await self._query("SELECT id, username, is_admin FROM users ORDER BY id")
-        return [User(r[0], r[1], bool(r[2])) for r in rows]
+        rows = await self._query(f"SELECT {_USER_COLUMNS} FROM users ORDER BY id")
+        return [_user(r) for r in rows]
 
     async def authenticate(self, username: str, password: str) -> User | None:
-        """Return the user when ``password`` is right, else None (same cost either way).
+        """Return the user when ``password`` is right and the user is enabled, else None.
 
-        The scrypt check runs in :attr:`hasher`'s worker threads, never on the event loop.
+        Costs the same either way (a dummy hash for unknown users). The scrypt check runs in
+        :attr:`hasher`'s worker threads, never on the event loop.
 
         Raises:
             storage.crypto.HasherBusy: too many logins are being checked at once.
             StorageError: the database cannot be read.
         """
         rows = await self._query(
-            "SELECT id, username, is_admin, password_hash FROM users WHERE username = ?",
+            f"SELECT {_USER_COLUMNS}, password_hash FROM users WHERE username = ?",
             (username,),
         )
         if not rows:
             # Keep timing flat for unknown users.
             await self.hasher.verify(password, await _dummy_hash(self.hasher))
             return None
-        if not await self.hasher.verify(password, rows[0][3]):
+        if not await self.hasher.verify(password, rows[0][4]):
             return None
-        return User(rows[0][0], rows[0][1], bool(rows[0][2]))
+        user = _user(rows[0])
+        return None if user.disabled else user
+
+    async def user_details(self) -> list[UserInfo]:
+        """Return every user with creation time, broker link and active session count."""
+        now = self._ts(_now())
+        rows = await self._query(
+            "SELECT u.id, u.username, u.is_admin, u.disabled_at, u.created_at, b.paper, "
+            "(SELECT COUNT(*) FROM sessions s WHERE s.user_id = u.id AND s.revoked_at IS NULL "
+            "AND s.expires_at > ?) FROM users u "
+            "LEFT JOIN broker_accounts b ON b.user_id = u.id ORDER BY u.id",
+            (now,),
+        )
+        return [
+            UserInfo(
+                _user(r),
+                self._from_ts(r[4]),
+                r[5] is not None,
+                None if r[5] is None else bool(r[5]),
+                int(r[6]),
+            )
+            for r in rows
+        ]
+
+    async def set_password(self, user_id: int, password: str) -> None:
+        """Replace the user's password (scrypt hash).
+
+        Raises:
+            ValueError: the password is empty.
+        """
+        if not password:
+            raise ValueError("the password must not be empty")
+        await self._query(
+            "UPDATE users SET password_hash = ? WHERE id = ?",
+            (await self.hasher.hash(password), user_id),
+        )
+
+    async def set_disabled(self, user_id: int, disabled: bool) -> None:
+        """Disable (no login, every session refused) or re-enable a user."""
+        await self._query(
+            "UPDATE users SET disabled_at = ? WHERE id = ?",
+            (self._ts(_now()) if disabled else None, user_id),
+        )
+
+    async def delete_user(self, user_id: int) -> None:
+        """Delete a user with their sessions and broker account (``ON DELETE CASCADE``)."""
+        await self._query("DELETE FROM users WHERE id = ?", (user_id,))
+
+    async def revoke_user_sessions(self, user_id: int) -> list[str]:
+        """Revoke every active session of ``user_id``; return their sids."""
+        rows = await self._query(
+            "SELECT sid FROM sessions WHERE user_id = ? AND revoked_at IS NULL", (user_id,)
+        )
+        await self._query(
+            "UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
+            (self._ts(_now()), user_id),
+        )
+        return [r[0] for r in rows]
+
+    async def active_sids(self, sids: Sequence[str]) -> set[str]:
+        """Return which of ``sids`` are still active: unrevoked, unexpired, user not disabled.
+
+        One query per 500 sids (the periodic session check of open sockets).
+        """
+        out: set[str] = set()
+        now = self._ts(_now())
+        unique = list(dict.fromkeys(sids))
+        for i in range(0, len(unique), 500):
+            chunk = unique[i : i + 500]
+            marks = ", ".join("?" * len(chunk))
+            rows = await self._query(
+                f"SELECT s.sid FROM sessions s JOIN users u ON u.id = s.user_id "
+                f"WHERE s.sid IN ({marks}) AND s.revoked_at IS NULL AND s.expires_at > ? "
+                "AND u.disabled_at IS NULL",
+                (*chunk, now),
+            )
+            out.update(r[0] for r in rows)
+        return out
+
+    async def audit(self, actor: str, action: str, target: str, detail: str = "") -> None:
+        """Record an operator action (who, what, on whom) in ``audit_log``."""
+        await self._query(
+            "INSERT INTO audit_log (at, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)",
+            (self._ts(_now()), actor, action, target, detail),
+        )
+
+    async def audit_entries(self, limit: int = 100) -> list[AuditEntry]:
+        """Return the ``limit`` most recent audit entries, newest first."""
+        rows = await self._query(
+            "SELECT at, actor, action, target, detail FROM audit_log ORDER BY id DESC LIMIT ?",
+            (limit,),
+        )
+        return [AuditEntry(self._from_ts(r[0]), r[1], r[2], r[3], r[4]) for r in rows]
 
     # -- broker accounts --------------------------------------------------------------------
     async def link_broker_account(
@@ -278,6 +405,12 @@ class Store(ABC):
             "created_at) VALUES (?, ?, ?, ?, ?)",
             (user_id, self._box.encrypt(key), self._box.encrypt(secret), paper, self._ts(_now())),
         )
+
+    async def unlink_broker_account(self, user_id: int) -> bool:
+        """Remove the user's broker account; True when there was one."""
+        rows = await self._query("SELECT 1 FROM broker_accounts WHERE user_id = ?", (user_id,))
+        await self._query("DELETE FROM broker_accounts WHERE user_id = ?", (user_id,))
+        return bool(rows)
 
     async def linked_accounts(self) -> list[LinkedAccount]:
         """Return every linked broker account with decrypted keys.
@@ -326,7 +459,8 @@ class Store(ABC):
         """
         rows = await self._query(
             "SELECT s.sid, s.user_id, s.created_at, s.expires_at, s.revoked_at, u.username, "
-            "u.is_admin FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.sid = ?",
+            "u.is_admin, u.disabled_at FROM sessions s JOIN users u ON u.id = s.user_id "
+            "WHERE s.sid = ?",
             (sid,),
         )
         if not rows:
@@ -334,7 +468,7 @@ class Store(ABC):
         r = rows[0]
         revoked = self._from_ts(r[4]) if r[4] is not None else None
         session = Session(r[0], int(r[1]), self._from_ts(r[2]), self._from_ts(r[3]), revoked)
-        return session, User(int(r[1]), r[5], bool(r[6]))
+        return session, User(int(r[1]), r[5], bool(r[6]), r[7] is not None)
 
     async def revoke_session(self, sid: str) -> None:
         """Mark ``sid`` revoked; a revoked session is refused everywhere.

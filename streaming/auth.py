@@ -126,7 +126,7 @@ class SessionAuth:
         return claims
 
     async def verify(self, token: str | None) -> Authenticated | None:
-        """Return who ``token`` belongs to, or None if it is missing, forged, expired or revoked."""
+        """Return who ``token`` is, or None: missing, forged, expired, revoked or disabled."""
         if not token:
             return None
         claims = self._claims(token)
@@ -137,6 +137,8 @@ class SessionAuth:
             return None
         session, user = found
         if str(session.user_id) != claims["sub"] or not session.is_active(datetime.now(UTC)):
+            return None
+        if user.disabled:
             return None
         return Authenticated(user, session.sid, session.expires_at.timestamp())
 

@@ -312,7 +312,11 @@ class StreamManager:
             self._close_slow(client)
 
     def _close_slow(self, client: Client) -> None:
-        log.warning("user %s is not reading: closing with 4002", client.user_id)
+        log.warning(
+            "user %s is not reading: closing with 4002",
+            client.user_id,
+            extra={"userId": client.user_id, "connId": getattr(client, "conn_id", None)},
+        )
         client.close(CloseCode.SLOW_CONSUMER, "Too slow: reconnect and take a snapshot")
         # It will not read our close frame either: free its slot now.
         self.disconnect(client, CloseCode.SLOW_CONSUMER)
@@ -439,6 +443,38 @@ class StreamManager:
     def close_session(self, sid: str) -> int:
         """Close every socket of a revoked session with 4001; return how many."""
         return self.hub.close_session(sid, CloseCode.SESSION_REVOKED, "Session revoked")
+
+    def close_user(self, user_id: str, reason: str = "Session revoked") -> int:
+        """Close every socket of ``user_id`` with 4001 and free their slots; return how many."""
+        clients = list(self.hub.connections(user_id))
+        for client in clients:
+            client.close(CloseCode.SESSION_REVOKED, reason)
+            self.disconnect(client, CloseCode.SESSION_REVOKED)
+        return len(clients)
+
+    def connected_users(self) -> list[dict[str, Any]]:
+        """Return one row per connected user for the admin page.
+
+        Returns:
+            ``[{"userId", "connections", "connectedSeconds" (age of the oldest socket),
+            "lastSeenSeconds" (since the most recent frame from any of them)}]``, seconds as
+            floats, most connections first.
+        """
+        now = self._clock()
+        rows: list[dict[str, Any]] = []
+        for user_id in self.hub.users():
+            clients = self.hub.connections(user_id)
+            opened = [self._opened_at.get(id(c), now) for c in clients]
+            rows.append(
+                {
+                    "userId": user_id,
+                    "connections": len(clients),
+                    "connectedSeconds": round(now - min(opened), 3),
+                    "lastSeenSeconds": round(now - max(c.last_seen for c in clients), 3),
+                }
+            )
+        rows.sort(key=lambda r: (-r["connections"], r["userId"]))
+        return rows
 
     # -- client messages ----------------------------------------------------------------------
     async def control(

@@ -1,10 +1,17 @@
 """Connection and delivery metrics (REQ-14, REQ-15), kept in a per-server Prometheus registry.
 
-prometheus-client provides the counters, gauges and histograms and the text exposition format
-(saves hand-written code); p50/p95/p99 delivery latency for the JSON stats come from a bounded
-window of recent samples, because Prometheus histograms only give bucket estimates.
+prometheus-client provides the counters, gauges and histograms, the default process and platform
+collectors (``process_*``, ``python_*``) and the text exposition format (saves hand-written
+code); p50/p95/p99 delivery latency for the JSON stats come from a bounded window of recent
+samples, because Prometheus histograms only give bucket estimates.
 Latency is measured from the moment an update enters the server (broker event or hook call) to
 the moment its frame is handed to the socket, in milliseconds.
+
+Names follow the Prometheus conventions (https://prometheus.io/docs/practices/naming/): counters
+end in ``_total``, units are base units named last (``_seconds``, ``_bytes``). No ``_created``
+series (:func:`prometheus_client.disable_created_metrics`): they double the series count and no
+rule here uses them. Every label has a bounded set of values: close codes outside the ones the
+server knows are counted as ``other``, so a client cannot mint new series.
 """
 
 from __future__ import annotations
@@ -13,19 +20,39 @@ import time
 from collections import deque
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
 
-__all__ = ["Metrics", "percentile", "close_code_label"]
+from streaming.closecodes import CloseCode
 
-#: Close codes counted under their own label: RFC 6455 §7.4.1 and ours (streaming.closecodes).
-_KNOWN_CLOSE_CODES = frozenset(range(1000, 1016)) | {4000, 4001, 4002}
+__all__ = ["Metrics", "percentile", "REJECT_REASONS", "close_code_label"]
+
+disable_created_metrics()
+
+#: Why an upgrade to ``/ws/portfolio`` was refused (the ``reason`` label).
+REJECT_REASONS = ("unauthorized", "bad_origin", "max_connections")
+#: ``folio_login_attempts_total`` results, and ``folio_http_refused_total`` reasons.
+LOGIN_RESULTS = ("ok", "invalid", "throttled", "busy", "storage_error")
+HTTP_REFUSED_REASONS = ("per_address", "accept_error", "upgrade_rate")
+
+#: Close codes counted under their own label value; anything else is ``other``.
+_KNOWN_CODES = frozenset({*(int(c) for c in CloseCode), *range(1000, 1016)})
 
 
 def close_code_label(code: int | None) -> str:
-    """Return the metrics label of a close code: the code, ``"none"`` or ``"other"``."""
-    if not code:
+    """Return the bounded ``code`` label for a close code: the number, ``none`` or ``other``."""
+    if code is None or code == 0:
         return "none"
-    return str(code) if code in _KNOWN_CLOSE_CODES else "other"
+    return str(code) if code in _KNOWN_CODES else "other"
 
 
 def percentile(samples: list[float], pct: float) -> float | None:
@@ -47,22 +74,35 @@ class Metrics:
     def __init__(self, window: int = 10_000) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
         self.connections = Gauge("folio_ws_connections", "Open WebSocket connections", registry=r)
-        self.connects = Counter("folio_ws_connects", "WebSocket connections accepted", registry=r)
-        self.rejects = Counter(
-            "folio_ws_rejects", "WebSocket connections refused", ["reason"], registry=r
+        self.connects = Counter(
+            "folio_ws_connects_total", "WebSocket connections accepted", registry=r
         )
+        self.rejects = Counter(
+            "folio_ws_rejects_total",
+            "WebSocket upgrades refused, by reason",
+            ["reason"],
+            registry=r,
+        )
+        for reason in REJECT_REASONS:
+            self.rejects.labels(reason=reason)
         self.disconnects = Counter(
-            "folio_ws_disconnects", "WebSocket connections closed", ["code"], registry=r
+            "folio_ws_disconnects_total",
+            "WebSocket connections closed, by close code",
+            ["code"],
+            registry=r,
         )
         self.duration = Histogram(
-            "folio_ws_connection_seconds",
-            "Connection duration in seconds",
+            "folio_ws_connection_duration_seconds",
+            "How long closed WebSocket connections lasted",
             buckets=(1, 10, 60, 300, 1800, 3600, 14400, 86400),
             registry=r,
         )
         self.published = Counter(
-            "folio_events_published", "Stream events published", ["type"], registry=r
+            "folio_events_published_total", "Stream events published, by type", ["type"], registry=r
         )
         self.latency = Histogram(
             "folio_delivery_latency_seconds",
@@ -71,10 +111,13 @@ class Metrics:
             registry=r,
         )
         self.client_errors = Counter(
-            "folio_ws_client_errors", "Rejected client messages", ["code"], registry=r
+            "folio_ws_client_errors_total",
+            "Rejected client messages, by code",
+            ["code"],
+            registry=r,
         )
         self.broker_last_message = Gauge(
-            "folio_broker_last_message_timestamp",
+            "folio_broker_last_message_timestamp_seconds",
             "Unix time of the last broker message",
             registry=r,
         )
@@ -85,20 +128,24 @@ class Metrics:
             registry=r,
         )
         self.logins = Counter(
-            "folio_login_attempts",
+            "folio_login_attempts_total",
             "POST /api/login outcomes (ok, invalid, throttled, busy, storage_error)",
             ["result"],
             registry=r,
         )
+        for result in LOGIN_RESULTS:
+            self.logins.labels(result=result)
         self.http_refused = Counter(
-            "folio_http_refused",
+            "folio_http_refused_total",
             "Connections or requests refused by a server limit "
             "(per_address, accept_error, upgrade_rate)",
             ["reason"],
             registry=r,
         )
+        for reason in HTTP_REFUSED_REASONS:
+            self.http_refused.labels(reason=reason)
         self.storage_errors = Counter(
-            "folio_storage_errors", "Requests that failed because storage failed", registry=r
+            "folio_storage_errors_total", "Requests that failed because storage failed", registry=r
         )
         self.outbox = Gauge(
             "folio_outbox_events",
@@ -106,7 +153,7 @@ class Metrics:
             registry=r,
         )
         self.outbox_dropped = Counter(
-            "folio_outbox_dropped",
+            "folio_outbox_dropped_total",
             "Events dropped because the outbox was full (their users are re-announced)",
             registry=r,
         )
@@ -127,6 +174,10 @@ class Metrics:
         """
         self.disconnects.labels(code=close_code_label(code)).inc()
         self._disconnect_times.append(time.monotonic())
+
+    def reject(self, reason: str) -> None:
+        """Count a refused upgrade; ``reason`` is one of :data:`REJECT_REASONS`."""
+        self.rejects.labels(reason=reason if reason in REJECT_REASONS else "other").inc()
 
     def latency_ms(self) -> dict[str, float | None]:
         """Return ``{"p50", "p95", "p99", "count"}`` of recent delivery latency in milliseconds."""
@@ -149,8 +200,15 @@ class Metrics:
 
     def summary(self) -> dict[str, Any]:
         """Return counters as plain numbers for the JSON stats."""
+        by_code = {
+            sample.labels["code"]: int(sample.value)
+            for metric in self.disconnects.collect()
+            for sample in metric.samples
+            if sample.name.endswith("_total")
+        }
         return {
             "connectsTotal": int(self.connects._value.get()),
+            "disconnectsByCode": by_code,
             "disconnectsLastMinute": self.disconnects_last_minute(),
             "latencyMs": self.latency_ms(),
         }

@@ -147,6 +147,17 @@ class RedisBroker(Broker):
         self._reader = spawn(self._read_forever(), "redis-fanout-reader")
         await asyncio.wait_for(self._subscribed.wait(), 5.0)
 
+    async def ping(self) -> None:
+        """Check Redis answers ``PING`` and the fan-out subscription is up (for ``/readyz``).
+
+        Raises:
+            ConnectionError: the fan-out subscription is down.
+            redis.exceptions.RedisError: Redis does not answer.
+        """
+        await self._redis.ping()
+        if not self.connected:
+            raise ConnectionError("the fan-out subscription is down (reconnecting)")
+
     async def close(self) -> None:
         """Stop the reader and close the connections."""
         if self._releasing:  # slots of a clean shutdown are freed now, not after the TTL

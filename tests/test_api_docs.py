@@ -37,7 +37,7 @@ DOCS = ROOT / "docs"
 HANDLERS_DIR = Path(handlers.__file__).parent
 
 #: Routes that are not part of the API: the SPA, its assets and the JSON 404 catch-all.
-NOT_API = {r"/(?:api|ws|internal)/.*", r"/assets/(.*)", r"/(favicon\.(?:ico|svg))", r"/(.*)"}
+NOT_API = {server.NOT_FOUND_PATHS, r"/assets/(.*)", r"/(favicon\.(?:ico|svg))", r"/(.*)"}
 #: The component schema documenting each hook event type's ``data``.
 COMPONENT_OF: dict[str, str] = {
     events.EventType.POSITION_UPDATE: "PositionUpdate",
@@ -99,9 +99,10 @@ def routes(realtime: bool = True) -> list[tuple[str, type, dict[str, Any]]]:
     for rule in app.wildcard_router.rules:
         matcher: Any = rule.matcher  # a PathMatches
         pattern = matcher.regex.pattern
-        out.append(
-            (pattern[:-1] if pattern.endswith("$") else pattern, rule.target, rule.target_kwargs)
-        )
+        pattern = pattern[:-1] if pattern.endswith("$") else pattern
+        # A path parameter is a regex group in the route, {name} in OpenAPI.
+        pattern = pattern.replace("/users/([0-9]{1,18})/", "/users/{userId}/")
+        out.append((pattern, rule.target, rule.target_kwargs))
     return out
 
 
@@ -256,7 +257,7 @@ def test_admin_stats_fields_are_documented() -> None:
     documented = set(openapi()["components"]["schemas"]["WebSocketStats"]["properties"])
     manager = StreamManager(MemoryBroker())
     keys = set(manager.stats())
-    admin = (HANDLERS_DIR / "admin.py").read_text(encoding="utf-8")
+    admin = (ROOT / "streaming" / "opstats.py").read_text(encoding="utf-8")
     keys |= set(re.findall(r'stats\["(\w+)"\]', admin))
     keys |= set(re.findall(r'extra_status\["(\w+)"\]', inspect.getsource(server)))
     assert keys - documented == set()

@@ -122,6 +122,30 @@ async def test_events_fan_out_across_processes_once(tmp_path: Path, prefix: str)
 
 
 @pytest.mark.gen_test(timeout=90)
+async def test_admin_disconnect_closes_the_user_on_every_process(
+    tmp_path: Path,
+    prefix: str,  # noqa: F811
+) -> None:
+    """Disconnecting alice on A closes her socket on B at once (Redis control message), long
+    before B's own session check (heartbeat interval 15 s here) would."""
+    a, b = await _pair(tmp_path, prefix)
+    try:
+        cookie = await b.login("alice")
+        on_b = await b.connect(cookie)
+        await subscribe(on_b, ["account"])
+        await asyncio.sleep(0.2)  # B's control listener is subscribed
+        admin = await a.login("admin", "admin")
+        alice = await a.user_id("alice")
+        resp = await a.request("POST", f"/api/admin/users/{alice}/disconnect", {}, cookie=admin)
+        assert resp.code == 200
+        msg = await recv(on_b, 2.0)
+        assert msg is None and on_b.close_code == 4001
+    finally:
+        await b.server.stop()
+        await a.server.stop()
+
+
+@pytest.mark.gen_test(timeout=90)
 async def test_sixth_connection_refused_across_processes(tmp_path: Path, prefix: str) -> None:  # noqa: F811
     """REQ-3 for the deployment: three tabs on A and two on B; the sixth is refused (1008)
     on either process; closing one on B frees a slot that a tab on A can take."""

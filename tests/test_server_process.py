@@ -75,11 +75,11 @@ def test_adduser_creates_users_and_links_encrypted_keys(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "created trader carol" in result.stdout and "linked" in result.stdout
     result = _run(["adduser", "carol"], env)
-    assert result.returncode == 1 and "already exists" in result.stderr
+    assert result.returncode == 2 and "already exists" in result.stderr
     result = _run(["adduser", "root", "--admin", "--password", "pw"], env)
     assert result.returncode == 0 and "created admin root" in result.stdout
     result = _run(["adduser", "dave", "--alpaca-key", "K"], env)
-    assert result.returncode == 1 and "go together" in result.stderr
+    assert result.returncode == 2 and "go together" in result.stderr
     raw = (tmp_path / "folio.db").read_bytes()
     assert b"PKCAROLKEY" not in raw and b"SHH" not in raw and b"pw-carol" not in raw
 

@@ -1,4 +1,4 @@
-import { useState } from 'react';
+import { lazy, Suspense, useState } from 'react';
 import { QueryCache, QueryClient, QueryClientProvider, useQuery, useQueryClient } from '@tanstack/react-query';
 import { MotionConfig } from 'framer-motion';
 import { api as defaultApi, UnauthorizedError, type Api } from './lib/api';
@@ -9,6 +9,9 @@ import { Dashboard } from './components/Dashboard';
 import { LoginPage } from './components/LoginPage';
 
 export const meKey = ['me'] as const;
+
+// The admin page is its own chunk: traders never download it (client/src/admin).
+const AdminPage = lazy(() => import('./admin/AdminPage'));
 
 export function createQueryClient(): QueryClient {
   const client: QueryClient = new QueryClient({
@@ -85,6 +88,28 @@ function Root({ api, streamOptions }: { api: Api; streamOptions?: UsePortfolioSt
     );
   }
   const user = me.data;
+  if (user.isAdmin) {
+    return (
+      <Suspense
+        fallback={
+          <main className="login">
+            <p className="muted" role="status">
+              Loading the admin page…
+            </p>
+          </main>
+        }
+      >
+        <AdminPage
+          me={user}
+          onLogout={() => {
+            window.history.replaceState(null, '', '/');
+            signedOut(null);
+            api.logout().catch(() => undefined);
+          }}
+        />
+      </Suspense>
+    );
+  }
   return (
     <PortfolioStreamProvider
       key={user.userId}

@@ -235,7 +235,9 @@ async def test_admin_stats_and_metrics(folio: Running) -> None:
         "disconnectRateHigh": False,
         "latencyP95High": False,
         "loopLagP99High": lag_high,
+        "brokerStale": False,
     }
+    assert stats["alertThresholds"]["latencyP95High"]["above"] == 1000
     assert set(stats["loopLagMs"]) == {"p50", "p95", "p99", "max"}
     alice, bob = await folio.user_id("alice"), await folio.user_id("bob")
     assert stats["bridge"]["tradingStreams"] == {alice: True, bob: True}

@@ -43,7 +43,7 @@ def test_migrations_apply_once(store_url: str) -> None:
         dialect = "sqlite" if store_url.startswith("sqlite") else "postgres"
         files = sorted(p.name.split(".")[0] for p in MIGRATIONS_DIR.glob(f"*.{dialect}.sql"))
         assert [r[0] for r in rows] == files
-        assert files[:2] == ["0001_initial", "0002_account_history"]
+        assert files[:3] == ["0001_initial", "0002_user_admin", "0003_account_history"]
         await store.close()
 
     run(go())
@@ -161,6 +161,47 @@ def test_session_and_user_in_one_lookup(store_url: str) -> None:
         assert (session.sid, session.user_id, session.revoked_at) == ("sid-e", user.id, None)
         assert who == user
         assert await store.get_session_user("nope") is None
+        await store.close()
+
+    run(go())
+
+
+def test_disable_delete_passwd_unlink_and_audit(store_url: str) -> None:
+    """The operator's user actions: disabled users cannot log in and their sessions stop
+    counting; delete cascades; passwords change; links go; actions are audited."""
+
+    async def go() -> None:
+        store = await _open(store_url)
+        user = await store.create_user("erin", "pw1")
+        await store.link_broker_account(user.id, "K", "S", paper=False)
+        await store.create_session(user.id, "sid-1", 3600)
+        await store.create_session(user.id, "sid-2", 3600)
+        assert await store.active_sids(["sid-1", "sid-2", "nope"]) == {"sid-1", "sid-2"}
+        [info] = [i for i in await store.user_details() if i.user.username == "erin"]
+        assert (info.linked, info.paper, info.active_sessions) == (True, False, 2)
+
+        await store.set_disabled(user.id, True)
+        assert await store.authenticate("erin", "pw1") is None
+        assert (await store.get_user(user.id)).disabled  # type: ignore[union-attr]
+        assert await store.active_sids(["sid-1"]) == set()
+        await store.set_disabled(user.id, False)
+        assert await store.authenticate("erin", "pw1") is not None
+
+        assert sorted(await store.revoke_user_sessions(user.id)) == ["sid-1", "sid-2"]
+        assert await store.active_sids(["sid-1", "sid-2"]) == set()
+
+        await store.set_password(user.id, "pw2")
+        assert await store.authenticate("erin", "pw1") is None
+        assert await store.authenticate("erin", "pw2") is not None
+        assert await store.unlink_broker_account(user.id) is True
+        assert await store.unlink_broker_account(user.id) is False
+
+        await store.audit("cli", "delete", "erin", "userId 1")
+        await store.delete_user(user.id)
+        assert await store.get_user(user.id) is None
+        assert await store.get_session("sid-1") is None  # cascaded
+        [entry] = await store.audit_entries()
+        assert (entry.actor, entry.action, entry.target) == ("cli", "delete", "erin")
         await store.close()
 
     run(go())

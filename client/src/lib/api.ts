@@ -36,7 +36,7 @@ export class UnauthorizedError extends ApiError {
   }
 }
 
-async function request<S extends z.ZodTypeAny>(
+export async function request<S extends z.ZodTypeAny>(
   path: string,
   schema: S,
   init: RequestInit = {},

@@ -1,0 +1,1 @@
+"""Operator commands run through ``python server.py <command>`` (``users``)."""
