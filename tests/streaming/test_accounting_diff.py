@@ -86,7 +86,7 @@ class Session:
         broker = MemoryBroker()
         manager = StreamManager(broker, batch_window_ms=0)
         self.published: list[Any] = []
-        manager.hub.deliver = lambda pub: self.published.append(pub) or 0  # type: ignore[method-assign]
+        manager.hub.deliver = lambda pub: self.published.append(pub) or (0, [])  # type: ignore[method-assign]
         self.service = PortfolioService(manager, stale_after_s=30)
         manager.set_source(self.service)
         self.manager = manager
