@@ -14,8 +14,9 @@ all on :class:`tornado.websocket.WebSocketProtocol13`:
    offer did not ask. An offered ``server_max_window_bits`` is echoed, as Tornado does, and
    remembered as :attr:`PreparedFrameProtocol.deflate_wbits`.
 2. **Writing** (:meth:`PreparedFrameProtocol.write_prepared`): the variant of the prepared
-   message for this connection goes straight to the ``IOStream`` — no per-connection
-   compression, framing or Task.
+   message for this connection goes straight to the socket when nothing is queued before it
+   (``socket.send``, no per-connection compression, framing, Task or Future), and through the
+   ``IOStream``'s buffer otherwise (what the kernel did not take, or while earlier bytes wait).
 3. **Back-pressure** (:func:`unsent_bytes`): bytes queued on the ``IOStream`` but not yet taken
    by the kernel.
 
@@ -23,15 +24,15 @@ Tornado internals used, checked by ``tests/handlers/test_tornado_ws.py`` (pinned
 to the Tornado versions we allow, 6.5–6.6): ``WebSocketProtocol13._create_compressors``
 (called with the offered parameters, which ``_accept_connection`` then echoes in the response),
 ``_compressor``, ``stream``, ``_message_bytes_out``/``_wire_bytes_out`` (Tornado's own
-counters), ``tornado.websocket._WebSocketParams``, and ``IOStream._total_write_index`` /
-``_total_write_done_index``.
+counters), ``tornado.websocket._WebSocketParams``, ``IOStream._write_buffer`` (its length),
+``IOStream.socket``, and ``IOStream._total_write_index`` / ``_total_write_done_index``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from tornado.iostream import StreamClosedError
+from tornado.iostream import IOStream, StreamClosedError
 from tornado.websocket import WebSocketHandler, WebSocketProtocol13, _WebSocketParams
 
 from streaming.frames import PreparedMessage
@@ -72,13 +73,31 @@ class PreparedFrameProtocol(WebSocketProtocol13):
         and variant, shared by every connection); Tornado's write buffer keeps a reference,
         not a copy, for frames over 2 KiB.
         """
-        frame = message.frame(self.deflate_wbits if self._compressor is not None else None)
-        try:
-            self.stream.write(frame)
-        except StreamClosedError:
-            return False
+        frame: bytes | memoryview = message.frame(
+            self.deflate_wbits if self._compressor is not None else None
+        )
         self._message_bytes_out += len(message.payload)
         self._wire_bytes_out += len(frame)
+        stream = self.stream
+        if type(stream) is IOStream and not len(stream._write_buffer) and not stream.closed():
+            # Fast path: nothing queued before it, so the kernel may take the frame at once,
+            # without IOStream's per-write Future and callback (most of a write's cost when
+            # one message goes to thousands of sockets). What it does not take is queued
+            # below, in order.
+            try:
+                sent = stream.socket.send(frame)
+            except BlockingIOError:
+                sent = 0
+            except OSError as exc:  # reset or broken pipe: close as IOStream's writer would
+                stream.close(exc_info=exc)
+                return False
+            if sent == len(frame):
+                return True
+            frame = memoryview(frame)[sent:]
+        try:
+            stream.write(frame)
+        except StreamClosedError:
+            return False
         return True
 
 

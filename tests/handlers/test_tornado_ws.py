@@ -38,6 +38,10 @@ def test_internals_used_by_the_adapter_exist() -> None:
         assert f"self.{name}" in init
     stream_init = inspect.getsource(IOStream.__mro__[1].__init__)
     assert "_total_write_index" in stream_init and "_total_write_done_index" in stream_init
+    assert "self._write_buffer = _StreamBuffer()" in stream_init
+    assert "self.socket = socket" in inspect.getsource(IOStream.__init__)
+    # The fast path writes only when this buffer is empty, as IOStream's own writer would.
+    assert "size = len(self._write_buffer)" in inspect.getsource(IOStream._handle_write)
 
 
 def test_unsent_bytes_reads_the_stream_counters() -> None:
