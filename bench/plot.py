@@ -1,0 +1,127 @@
+"""Table and plots of a ladder run: ``python bench/plot.py bench/results/ladder-<time>.json``.
+
+Writes next to the JSON (or into ``--out``): ``ladder.md`` (one row per point), ``latency.png``
+(effective p99 latency against connections) and ``memory.png`` (server KiB per idle connection
+against connections), one line per server variant and deflate setting (matplotlib, Agg).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+
+def _f(value: Any, digits: int = 0) -> str:
+    if value is None:
+        return "–"
+    return f"{value:,.{digits}f}"
+
+
+def _label(r: dict[str, Any]) -> str:
+    return f"{r['server']} ({'deflate' if r['deflate'] else 'plain'})"
+
+
+def table(doc: dict[str, Any]) -> str:
+    """The markdown results table of ``doc`` (a ladder JSON)."""
+    head = (
+        "| server | deflate | conns | KiB/idle conn | deliveries/s | effective p50/p95/p99 ms"
+        " | loop lag p99 ms | server CPU | client CPU (+sender) | sent / planned | lost | gaps |"
+        "\n| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    )
+    rows = [head]
+    for r in doc["points"]:
+        if "failed" in r:
+            rows.append(
+                f"| {r['server']} | {'on' if r['deflate'] else 'off'} | {r['connections']:,} |"
+                f" failed: {r['failed'][:120].replace('|', '/')} | | | | | | | | |"
+            )
+            continue
+        a = r["analysis"]
+        e = a["latency_effective_ms"]
+        lag = r.get("loop_lag") or {}
+        lag_p99 = lag.get("p99") if isinstance(lag, dict) else None
+        if lag_p99 is not None and lag.get("unit", "ms") == "s":
+            lag_p99 *= 1000
+        s = r["sender"]
+        rows.append(
+            f"| {r['server']} | {'on' if r['deflate'] else 'off'} | {r['connections']:,} "
+            f"| {_f(r.get('kib_per_idle_conn'), 1)} | {_f(r.get('deliveries_per_s'))} "
+            f"| {_f(e['p50'])} / {_f(e['p95'])} / {_f(e['p99'])} | {_f(lag_p99, 1)} "
+            f"| {_f(r['server_cpu_pct'])} % | {_f(r['client_cpu_pct'])} % "
+            f"(+{_f(r['sender_cpu_pct'])} %) | {s['sent_count']:,} / {s['planned']:,} "
+            f"| {a['lost']:,} | {a['seq_gaps']:,} |"
+        )
+    return "\n".join(rows) + "\n"
+
+
+def render(json_path: Path, out: Path) -> None:
+    """Write ``ladder.md``, ``latency.png`` and ``memory.png`` for the run in ``json_path``."""
+    doc = json.loads(Path(json_path).read_text())
+    m = doc["machine"]
+    a = doc["args"]
+    intro = (
+        f"Run `{Path(json_path).name}` on `{doc.get('commit', '?')}`: {m['nproc']} CPU "
+        f"({m['cpu']}), Python {m['python']}; {a['rate']:g} position updates/s over "
+        f"{a['users']} users × {a['symbols']} symbols for {a['duration']:g} s per point, "
+        f"{a['client_procs']} load-client processes.\n\n"
+    )
+    (out / "ladder.md").write_text(intro + table(doc))
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not installed: no plots (pip install -e '.[bench]')", file=sys.stderr)
+        return
+    series: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in doc["points"]:
+        if "failed" not in r:
+            series[_label(r)].append(r)
+    for name, ylabel, title, get in (
+        (
+            "latency.png",
+            "effective latency p99 (ms)",
+            "Effective p99 latency (update sent → on screen)",
+            lambda r: r["analysis"]["latency_effective_ms"]["p99"],
+        ),
+        (
+            "memory.png",
+            "server RSS per idle connection (KiB)",
+            "What an idle connection costs the server",
+            lambda r: r.get("kib_per_idle_conn"),
+        ),
+    ):
+        fig, ax = plt.subplots(figsize=(7.5, 4.5), dpi=110)
+        for label, rows in sorted(series.items()):
+            rows = sorted(rows, key=lambda r: r["connections"])
+            xs = [r["connections"] for r in rows]
+            ys = [get(r) for r in rows]
+            style = "-" if "deflate" in label else "--"
+            ax.plot(xs, ys, style, marker="o", label=label)
+        if name == "latency.png":
+            ax.axhline(300, color="grey", linewidth=0.8, linestyle=":")
+            ax.set_yscale("log")
+        ax.set_xscale("log")
+        points = sorted({r["connections"] for rows in series.values() for r in rows})
+        ax.set_xticks(points, [f"{p:,}" for p in points])
+        ax.set_xlabel("connections")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out / name)
+        plt.close(fig)
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("json_path", type=Path)
+    p.add_argument("--out", type=Path, default=None)
+    ns = p.parse_args()
+    render(ns.json_path, ns.out or ns.json_path.parent)
