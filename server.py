@@ -23,6 +23,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -363,7 +364,17 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"settings error: {exc}", file=sys.stderr)
         return 2
-    return asyncio.run(_serve(settings))
+    with asyncio.Runner(loop_factory=_loop_factory(settings.event_loop)) as runner:
+        return runner.run(_serve(settings))
+
+
+def _loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop for ``EVENT_LOOP``: None (asyncio's default) or uvloop's."""
+    if name == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop
+    return None
 
 
 if __name__ == "__main__":

@@ -59,6 +59,13 @@ def _parse_float(name: str, raw: str, *, minimum: float = 0.0) -> float:
     return value
 
 
+def _parse_choice(name: str, raw: str, choices: tuple[str, ...]) -> str:
+    value = raw.strip().lower()
+    if value not in choices:
+        raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return value
+
+
 def _parse_url(name: str, raw: str, schemes: tuple[str, ...]) -> str:
     value = raw.strip()
     if not value.startswith(tuple(s + "://" for s in schemes)):
@@ -116,6 +123,7 @@ class Settings:
     simulator_month_s: float = 20.0
     simulator_auto_trade: bool = True
     data_dir: str = "var"
+    event_loop: str = "asyncio"
     demo: bool = True
 
     def origins(self) -> tuple[str, ...]:
@@ -170,6 +178,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "simulator_month_s": lambda n, v: _parse_float(n, v, minimum=0.1),
     "simulator_auto_trade": _parse_bool,
     "data_dir": lambda n, v: v.strip() or "var",
+    "event_loop": lambda n, v: _parse_choice(n, v, ("asyncio", "uvloop")),
 }
 
 SETTINGS_HELP: dict[str, str] = {
@@ -200,6 +209,7 @@ SETTINGS_HELP: dict[str, str] = {
     "simulator_month_s": "seconds of replay per recorded month in demo mode",
     "simulator_auto_trade": "demo mode: the simulator places orders for the demo traders",
     "data_dir": "directory for the SQLite file and the generated demo secret",
+    "event_loop": "asyncio (default) or uvloop (the libuv loop; see bench/README.md)",
 }
 
 

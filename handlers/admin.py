@@ -28,6 +28,7 @@ class StatsHandler(BaseHandler):
         stats["alerts"] = {
             "disconnectRateHigh": stats["disconnectsLastMinute"] > 10,
             "latencyP95High": (stats["latencyMs"]["p95"] or 0) > 1000,
+            "loopLagP99High": (stats["loopLagMs"]["p99"] or 0) > 100,
         }
         self.write_json(stats)
 

@@ -12,8 +12,13 @@ After it: the user's 6th connection gets an ``error`` ``max_connections`` and is
 (``websocket_max_message_size``). Every other bad frame gets an ``error`` and the connection stays
 open. Exceptions in message handling are logged and close only this connection with 1011.
 
+Sending: every server→client message is a :class:`streaming.frames.PreparedMessage`, written by
+:mod:`handlers.tornado_ws` (permessage-deflate negotiated without context takeover, so an idle
+tab keeps no compressor and one compressed frame serves every tab).
+
 Back-pressure: if a client stops reading and more than ``MAX_BUFFERED_BYTES`` pile up in its
-socket's write buffer, it is closed with 4002 rather than letting server memory grow.
+socket's write buffer, :meth:`PortfolioSocket.send` refuses the message and the manager closes
+the connection with 4002 rather than letting server memory grow.
 """
 
 from __future__ import annotations
@@ -21,12 +26,15 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from tornado.websocket import WebSocketClosedError, WebSocketHandler
+from tornado.websocket import WebSocketClosedError, WebSocketHandler, WebSocketProtocol
 
 from handlers.base import Context
+from handlers.tornado_ws import PreparedFrameProtocol, prepared_protocol, unsent_bytes
 from streaming.auth import COOKIE_NAME
 from streaming.closecodes import CloseCode
 from streaming.events import EventType
+from streaming.frames import PreparedMessage
+from streaming.hub import Sent
 from streaming.protocol import ProtocolError, parse_client_message
 from streaming.subscription import Subscription
 
@@ -76,6 +84,10 @@ class PortfolioSocket(WebSocketHandler):
     def get_compression_options(self) -> dict[str, Any] | None:
         """Enable permessage-deflate (RFC 7692): portfolio JSON compresses well."""
         return {}
+
+    def get_websocket_protocol(self) -> WebSocketProtocol | None:
+        """Use :class:`~handlers.tornado_ws.PreparedFrameProtocol` (prepared frames)."""
+        return prepared_protocol(self)
 
     async def open(self, *args: str, **kwargs: str) -> None:
         """Register with the manager, or refuse a connection over the per-user limit."""
@@ -132,25 +144,14 @@ class PortfolioSocket(WebSocketHandler):
             self.ctx.manager.disconnect(self, code)
 
     # -- streaming.hub.Client -------------------------------------------------------------------
-    def send(self, text: str) -> bool:
-        """Write one text frame; False if the socket is closed or the client is too slow."""
+    def send(self, message: PreparedMessage) -> Sent:
+        """Write the prepared frame; never closes (the manager does, see :class:`Sent`)."""
         conn = self.ws_connection
-        if conn is None or conn.is_closing():
-            return False
-        buffered = _unsent_bytes(conn)
-        if buffered > MAX_BUFFERED_BYTES:
-            log.warning(
-                "user %s is not reading (%d bytes buffered): closing", self.user_id, buffered
-            )
-            self.close(CloseCode.SLOW_CONSUMER, "Too slow: reconnect and take a snapshot")
-            # It will not read our close frame either: free its slot now.
-            self.ctx.manager.disconnect(self, CloseCode.SLOW_CONSUMER)
-            return False
-        try:
-            self.write_message(text)
-        except WebSocketClosedError:
-            return False
-        return True
+        if not isinstance(conn, PreparedFrameProtocol) or conn.is_closing():
+            return Sent.CLOSED
+        if unsent_bytes(conn) > MAX_BUFFERED_BYTES:
+            return Sent.OVERLOADED
+        return Sent.OK if conn.write_prepared(message) else Sent.CLOSED
 
     def ping(self, data: str | bytes = b"") -> None:
         """Send a ping frame; ignore a socket that closed meanwhile."""
@@ -158,16 +159,3 @@ class PortfolioSocket(WebSocketHandler):
             super().ping(data)
         except WebSocketClosedError:
             pass
-
-
-def _unsent_bytes(conn: object) -> int:
-    """Bytes written to the connection's IOStream but not yet handed to the kernel.
-
-    Tornado keeps no public counter; ``IOStream`` tracks the total bytes queued and the total
-    written, whose difference is what waits in its buffer (tornado 6.x internals, checked by
-    the back-pressure test).
-    """
-    stream = getattr(conn, "stream", None)
-    queued = getattr(stream, "_total_write_index", 0)
-    done = getattr(stream, "_total_write_done_index", 0)
-    return int(queued - done)

@@ -2,8 +2,12 @@
 
 Two indexes, kept up to date as connections come and go (so counts for metrics are free):
 user → connections and session id → connections. :meth:`Hub.deliver` fans a publication out to
-the connections of its user only (REQ-2), filtered by each connection's subscription; identical
-filtered payloads are encoded once.
+the connections of its user only (REQ-2), filtered by each connection's subscription; each
+distinct filtered payload is encoded, compressed and framed once
+(:class:`streaming.frames.PreparedMessage`) and the same bytes go to every connection that wants
+it. Delivery never closes or unregisters anything while it iterates: connections that could not
+keep up are returned, and the caller closes them (4002) after the loop, so every other tab of the
+user still gets the event.
 
 The hub is socket-free: it talks to connections through the :class:`Client` protocol, which the
 Tornado handler implements and tests can fake.
@@ -13,15 +17,29 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from enum import IntEnum
 from typing import Protocol
 
 from streaming.broker import Publication
 from streaming.events import encode
+from streaming.frames import PreparedMessage
 from streaming.subscription import Subscription, filter_data
 
-__all__ = ["Client", "Hub"]
+__all__ = ["Client", "Hub", "Sent"]
 
 log = logging.getLogger(__name__)
+
+
+class Sent(IntEnum):
+    """What became of one :meth:`Client.send`."""
+
+    #: Queued on the socket.
+    OK = 0
+    #: The connection is closed or closing; nothing to do.
+    CLOSED = 1
+    #: More than ``MAX_BUFFERED_BYTES`` wait unsent (the client stopped reading): not queued;
+    #: the caller closes the connection with 4002 once it is done iterating.
+    OVERLOADED = 2
 
 
 class Client(Protocol):
@@ -44,8 +62,8 @@ class Client(Protocol):
     last_ping: float
     expires_at: float
 
-    def send(self, text: str) -> bool:
-        """Queue ``text`` for the socket; return False if the connection is gone or overloaded."""
+    def send(self, message: PreparedMessage) -> Sent:
+        """Queue the message for the socket, without closing anything (see :class:`Sent`)."""
         ...
 
     def ping(self) -> None:
@@ -106,35 +124,45 @@ class Hub:
         """Return the number of live connections."""
         return sum(len(c) for c in self._by_user.values())
 
-    def deliver(self, pub: Publication) -> int:
+    def deliver(self, pub: Publication) -> tuple[int, list[Client]]:
         """Send ``pub`` to each of its user's connections that subscribed to it.
 
+        Each distinct filtered payload becomes one :class:`PreparedMessage` (encoded,
+        compressed and framed once), whose bytes every matching connection gets. Connections
+        in the middle of a ``subscribe`` hold the message until their snapshot or replay is out.
+
         Returns:
-            The number of connections the event was sent to.
+            ``(sent, overloaded)``: how many connections the event went to, and those that
+            refused it under back-pressure (:attr:`Sent.OVERLOADED`), for the caller to close
+            with 4002 now that the loop is over.
         """
         sent = 0
-        # Keyed by id(); the dict object is kept alive next to its text so an id is never
+        overloaded: list[Client] = []
+        # Keyed by id(); the data object is kept alive next to its message so an id is never
         # reused by another connection's freshly filtered batch within this loop.
-        encoded: dict[int, tuple[object, str]] = {}
-        for client in self._by_user.get(pub.user_id, ()):
+        prepared: dict[int, tuple[object, PreparedMessage]] = {}
+        for client in tuple(self._by_user.get(pub.user_id, ())):
             data = filter_data(client.subscription, pub.type, pub.data)
             if data is None:
                 continue
-            cached = encoded.get(id(data))
+            cached = prepared.get(id(data))
             if cached is None:
-                text = encode(pub.message(data))
-                encoded[id(data)] = (data, text)
+                message = PreparedMessage(encode(pub.message(data)))
+                prepared[id(data)] = (data, message)
             else:
-                text = cached[1]
+                message = cached[1]
             held = client.subscription.held
             if held is not None:
-                held.append((pub.seq, text))
+                held.append((pub.seq, message))
                 sent += 1
                 continue
-            if client.send(text):
+            result = client.send(message)
+            if result is Sent.OK:
                 sent += 1
+            elif result is Sent.OVERLOADED:
+                overloaded.append(client)
         self.delivered += sent
-        return sent
+        return sent, overloaded
 
     def close_session(self, sid: str, code: int, reason: str) -> int:
         """Close every connection opened with session ``sid``; return how many."""

@@ -31,8 +31,11 @@ from streaming.batching import Batcher, Outgoing
 from streaming.broker import Broker, Publication
 from streaming.closecodes import CloseCode
 from streaming.events import Channel, EventType, encode, envelope
-from streaming.hub import Client, Hub
+from streaming.frames import PreparedMessage
+from streaming.hub import Client, Hub, Sent
+from streaming.looplag import LoopLagMonitor
 from streaming.metrics import Metrics
+from streaming.pacing import TimeSlicer
 from streaming.protocol import ClientMessage
 from streaming.subscription import Subscription, filter_data
 
@@ -97,6 +100,7 @@ class StreamManager:
         self.hub = Hub(max_connections_per_user)
         self.batcher = Batcher(batch_window_ms)
         self.metrics = Metrics()
+        self.loop_lag = LoopLagMonitor(self.metrics.loop_lag)
         self.heartbeat_interval_s = heartbeat_interval_s
         self.heartbeat_timeout_s = heartbeat_timeout_s
         self._source: SnapshotSource = source or _EmptySource()
@@ -105,6 +109,7 @@ class StreamManager:
         self.current_status: dict[str, Any] | None = None
         self._outbox: deque[Outgoing] = deque()
         self._draining: asyncio.Task[None] | None = None
+        self._slicer = TimeSlicer()
         self._idle = asyncio.Event()
         self._idle.set()
         self._timers: list[PeriodicCallback] = []
@@ -124,6 +129,7 @@ class StreamManager:
         self._timers.append(PeriodicCallback(self.sweep, max(tick, 0.01) * 1000.0))
         for timer in self._timers:
             timer.start()
+        self.loop_lag.start()
 
     async def stop(self, grace_s: float = 1.0) -> None:
         """Flush pending batches, deliver them, close every socket with 1001, stop timers.
@@ -135,6 +141,7 @@ class StreamManager:
         for timer in self._timers:
             timer.stop()
         self._timers.clear()
+        self.loop_lag.stop()
         self.flush()
         await self.wait_idle()
         self.hub.close_all(CloseCode.GOING_AWAY, "Server shutting down")
@@ -178,6 +185,7 @@ class StreamManager:
             self._draining = asyncio.ensure_future(self._drain())
 
     async def _drain(self) -> None:
+        self._slicer.start()
         try:
             while self._outbox:
                 user_id, type_, data, at = self._outbox.popleft()
@@ -185,14 +193,29 @@ class StreamManager:
                     await self.broker.publish(user_id, type_, data, emitted_at=at)
                 except Exception:
                     log.exception("publish failed for user %s (%s); event dropped", user_id, type_)
+                # A flush to thousands of tabs gives the loop back every few ms (pacing.py).
+                await self._slicer.pause_if_due()
         finally:
             self._idle.set()
 
     def _on_publication(self, pub: Publication) -> None:
         self.metrics.published.labels(type=pub.type).inc()
-        sent = self.hub.deliver(pub)
+        sent, overloaded = self.hub.deliver(pub)
+        for client in overloaded:  # after the hub's loop: it never sees its sets change
+            self._close_slow(client)
         if sent and pub.emitted_at:
             self.metrics.observe_latency(max(0.0, self._clock() - pub.emitted_at))
+
+    def _send(self, client: Client, message: PreparedMessage) -> None:
+        """Send one message to one connection, closing it with 4002 if it stopped reading."""
+        if client.send(message) is Sent.OVERLOADED:
+            self._close_slow(client)
+
+    def _close_slow(self, client: Client) -> None:
+        log.warning("user %s is not reading: closing with 4002", client.user_id)
+        client.close(CloseCode.SLOW_CONSUMER, "Too slow: reconnect and take a snapshot")
+        # It will not read our close frame either: free its slot now.
+        self.disconnect(client, CloseCode.SLOW_CONSUMER)
 
     # -- connections --------------------------------------------------------------------------
     def connect(self, client: Client) -> bool:
@@ -260,7 +283,8 @@ class StreamManager:
                 is read from the broker (a Redis round trip with the Redis engine).
         """
         seq, epoch = position or await self.broker.position(client.user_id)
-        client.send(encode(envelope(type_, client.user_id, data, seq=seq, epoch=epoch)))
+        message = encode(envelope(type_, client.user_id, data, seq=seq, epoch=epoch))
+        self._send(client, PreparedMessage(message))
 
     async def error(self, client: Client, code: str, message: str) -> None:
         """Send an ``error`` message to one connection (it stays open)."""
@@ -294,9 +318,9 @@ class StreamManager:
             last = await self._answer_subscribe(client, msg)
         finally:
             held, sub.held = sub.held or [], None
-            for seq_held, text in held:
+            for seq_held, message in held:
                 if seq_held > last:
-                    client.send(text)
+                    self._send(client, message)
 
     async def _answer_subscribe(self, client: Client, msg: ClientMessage) -> int:
         """Send ``subscribed`` then a replay or a snapshot; return the last seq they cover."""
@@ -314,7 +338,7 @@ class StreamManager:
                 last = max(last, pub.seq)
                 data = filter_data(sub, pub.type, pub.data)
                 if data is not None:
-                    client.send(encode(pub.message(data)))
+                    self._send(client, PreparedMessage(encode(pub.message(data))))
             return last
         full = self._source.snapshot(client.user_id)
         await self.control(client, EventType.SNAPSHOT, _filter_snapshot(sub, full), (seq, epoch))
@@ -361,6 +385,7 @@ class StreamManager:
             "connectionsPerUser": {u: len(self.hub.connections(u)) for u in self.hub.users()},
             "averageConnectionSeconds": (sum(durations) / len(durations)) if durations else 0.0,
             "eventsDelivered": self.hub.delivered,
+            "loopLagMs": self.loop_lag.lag_ms(),
             "batching": {
                 "windowMs": self.batcher.window_ms,
                 "updatesCoalesced": self.batcher.absorbed,

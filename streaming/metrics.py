@@ -68,6 +68,12 @@ class Metrics:
             "Unix time of the last broker message",
             registry=r,
         )
+        self.loop_lag = Histogram(
+            "folio_event_loop_lag_seconds",
+            "How late the event loop ran a timer that was due (streaming.looplag)",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 5),
+            registry=r,
+        )
         self._samples: deque[float] = deque(maxlen=window)
         self._disconnect_times: deque[float] = deque(maxlen=10_000)
 

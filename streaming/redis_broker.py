@@ -35,6 +35,7 @@ import ujson
 
 from streaming.broker import Broker, Publication, PublicationHandler
 from streaming.events import utc_now_iso
+from streaming.pacing import TimeSlicer
 
 __all__ = ["RedisBroker"]
 
@@ -147,6 +148,7 @@ class RedisBroker(Broker):
                 self.connected = True
                 self._subscribed.set()
                 delay = 0.5
+                slicer = TimeSlicer()
                 async for message in pubsub.listen():
                     if message.get("type") != "pmessage":
                         continue
@@ -157,7 +159,12 @@ class RedisBroker(Broker):
                         log.warning("undecodable publication on %s dropped", message["channel"])
                         continue
                     if self._handler is not None:
-                        self._handler(pub)
+                        try:
+                            self._handler(pub)
+                        except Exception:  # one bad delivery must not cost the subscription
+                            log.exception("delivering seq %s to user %s failed", seq, pub.user_id)
+                    # Buffered messages are read without suspending: give the loop back.
+                    await slicer.pause_if_due()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streaming.events import CHANNEL_OF, Channel, EventType
+from streaming.frames import PreparedMessage
 
 __all__ = ["Subscription", "filter_data"]
 
@@ -26,8 +27,8 @@ class Subscription:
     channels: set[Channel] = field(default_factory=set)
     symbols: frozenset[str] | None = None
     #: While a subscribe is answered (snapshot or replay), live frames wait here as
-    #: ``(seq, text)`` so they cannot overtake it; None the rest of the time.
-    held: list[tuple[int, str]] | None = None
+    #: ``(seq, prepared message)`` so they cannot overtake it; None the rest of the time.
+    held: list[tuple[int, PreparedMessage]] | None = None
 
     def wants_symbol(self, symbol: str) -> bool:
         """True when ``symbol`` passes this connection's symbol filter."""

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import os
 import secrets
+import socket
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -188,6 +189,60 @@ async def subscribe(
     if ack["data"]["recovered"]:
         return ack, None
     return ack, await recv_type(conn, "snapshot")
+
+
+def masked_text_frame(payload: bytes, mask: bytes = b"\x01\x02\x03\x04") -> bytes:
+    """A client→server text frame (FIN, masked as RFC 6455 §5.3 requires; payload < 126 B)."""
+    assert len(payload) < 126
+    return (
+        bytes([0x81, 0x80 | len(payload)])
+        + mask
+        + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    )
+
+
+async def raw_ws(
+    port: int,
+    cookie: str,
+    *,
+    extensions: str | None = None,
+    rcvbuf: int | None = None,
+    subscribe: list[str] | None = None,
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Open /ws/portfolio by hand on a raw socket (for clients that misbehave on purpose).
+
+    Args:
+        port: the server's port.
+        cookie: the session cookie's value.
+        extensions: a ``Sec-WebSocket-Extensions`` offer, e.g. ``permessage-deflate``.
+        rcvbuf: a small ``SO_RCVBUF`` for a client that will stop reading.
+        subscribe: channels to subscribe to right after the upgrade.
+
+    Returns:
+        The stream pair, positioned after the 101 response's headers.
+    """
+    sock = socket.socket()
+    if rcvbuf is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    reader, writer = await asyncio.open_connection(sock=sock)
+    offer = f"Sec-WebSocket-Extensions: {extensions}\r\n" if extensions else ""
+    writer.write(
+        (
+            "GET /ws/portfolio HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            f"{offer}Sec-WebSocket-Version: 13\r\nCookie: session={cookie}\r\n\r\n"
+        ).encode()
+    )
+    assert b"101" in await reader.readline()
+    while (await reader.readline()) not in (b"\r\n", b""):
+        pass
+    if subscribe is not None:
+        payload = ujson.dumps({"type": "subscribe", "channels": subscribe}).encode()
+        writer.write(masked_text_frame(payload))
+        await writer.drain()
+    return reader, writer
 
 
 @pytest.fixture

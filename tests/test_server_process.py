@@ -84,12 +84,19 @@ def test_adduser_creates_users_and_links_encrypted_keys(tmp_path: Path) -> None:
     assert b"PKCAROLKEY" not in raw and b"SHH" not in raw and b"pw-carol" not in raw
 
 
-def test_sigterm_flushes_closes_1001_and_exits_0(tmp_path: Path) -> None:
-    """SIGTERM: open sockets get close 1001, the process exits 0 within 5 s."""
+@pytest.mark.parametrize("event_loop", ["asyncio", "uvloop"])
+def test_sigterm_flushes_closes_1001_and_exits_0(tmp_path: Path, event_loop: str) -> None:
+    """SIGTERM: open sockets get close 1001, the process exits 0 within 5 s (on either loop)."""
     from websockets.sync.client import connect
 
     port = _free_port()
-    env = _env(tmp_path, PORT=str(port), BATCH_WINDOW_MS="5000", INTERNAL_TOKEN="tok")
+    env = _env(
+        tmp_path,
+        PORT=str(port),
+        BATCH_WINDOW_MS="5000",
+        INTERNAL_TOKEN="tok",
+        EVENT_LOOP=event_loop,
+    )
     stack = contextlib.ExitStack()
     proc = subprocess.Popen(
         [sys.executable, "server.py"],

@@ -123,6 +123,7 @@ def test_blank_host_and_data_dir_fall_back_to_defaults():
         ("SYNC_INTERVAL_S", "0.01", "SYNC_INTERVAL_S must be at least 0.1, got '0.01'"),
         ("STALE_AFTER_S", "-5", "STALE_AFTER_S must be at least 0.1, got '-5'"),
         ("MAX_MESSAGE_BYTES", "100", "MAX_MESSAGE_BYTES must be at least 256, got 100"),
+        ("EVENT_LOOP", "tokio", "EVENT_LOOP must be one of asyncio, uvloop, got 'tokio'"),
         (
             "SIMULATOR_PORT",
             "70000",

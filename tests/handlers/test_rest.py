@@ -229,7 +229,12 @@ async def test_admin_stats_and_metrics(folio: Running) -> None:
     assert code == 200
     assert stats["activeConnections"] == 1
     assert stats["latencyMs"]["count"] >= 1 and stats["latencyMs"]["p95"] is not None
-    assert stats["alerts"] == {"disconnectRateHigh": False, "latencyP95High": False}
+    assert stats["alerts"] == {
+        "disconnectRateHigh": False,
+        "latencyP95High": False,
+        "loopLagP99High": False,
+    }
+    assert set(stats["loopLagMs"]) == {"p50", "p95", "p99", "max"}
     alice, bob = await folio.user_id("alice"), await folio.user_id("bob")
     assert stats["bridge"]["tradingStreams"] == {alice: True, bob: True}
     assert stats["bridge"]["demo"] is True and stats["bridge"]["syncs"] >= 2

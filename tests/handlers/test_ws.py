@@ -9,7 +9,7 @@ import pytest
 import ujson
 from tornado.httpclient import HTTPClientError
 
-from tests.conftest import Running, no_message, recv, recv_type, subscribe, wait
+from tests.conftest import Running, no_message, raw_ws, recv, recv_type, subscribe, wait
 
 POSITION = {
     "symbol": "AAPL",
@@ -306,18 +306,7 @@ async def test_frame_over_64k_closes_1009(folio: Running) -> None:
 
 async def _silent_client(port: int, cookie: str) -> asyncio.StreamReader:
     """Open a WebSocket by hand and never answer anything (no pongs)."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(
-        (
-            "GET /ws/portfolio HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-            f"Sec-WebSocket-Version: 13\r\nCookie: session={cookie}\r\n\r\n"
-        ).encode()
-    )
-    status = await reader.readline()
-    assert b"101" in status
-    while (await reader.readline()) not in (b"\r\n", b""):
-        pass
+    reader, writer = await raw_ws(port, cookie)
     reader._writer = writer  # type: ignore[attr-defined]  # keep the socket open
     return reader
 
@@ -440,34 +429,12 @@ async def test_expired_session_closes_open_socket_4001(make_server: Any) -> None
 @pytest.mark.gen_test(timeout=60)
 async def test_client_that_stops_reading_is_closed_4002(folio: Running, monkeypatch: Any) -> None:
     """Back-pressure: when frames pile up unread past the limit, the connection is closed (4002)."""
-    import socket
-
     import handlers.ws
 
     monkeypatch.setattr(handlers.ws, "MAX_BUFFERED_BYTES", 64 * 1024)
     cookie = await folio.login()
     # A client that subscribes and then never reads, with a tiny receive buffer.
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.setblocking(False)
-    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", folio.port))
-    reader, writer = await asyncio.open_connection(sock=sock)
-    writer.write(
-        (
-            "GET /ws/portfolio HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-            f"Sec-WebSocket-Version: 13\r\nCookie: session={cookie}\r\n\r\n"
-        ).encode()
-    )
-    assert b"101" in await reader.readline()
-    payload = b'{"type":"subscribe","channels":["orders"]}'
-    mask = b"\x01\x02\x03\x04"
-    writer.write(
-        bytes([0x81, 0x80 | len(payload)])
-        + mask
-        + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    )
-    await writer.drain()
+    _, writer = await raw_ws(folio.port, cookie, rcvbuf=4096, subscribe=["orders"])
     manager = folio.server.manager
     (client,) = [c for c in manager.hub.all()]
     for _ in range(200):

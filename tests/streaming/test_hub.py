@@ -10,7 +10,8 @@ import ujson
 import streaming.hub as hub_module
 from streaming.broker import Publication
 from streaming.events import Channel, encode
-from streaming.hub import Hub
+from streaming.frames import PreparedMessage
+from streaming.hub import Hub, Sent
 from streaming.subscription import Subscription
 
 ALL = {Channel.POSITIONS, Channel.ORDERS, Channel.ACCOUNT, Channel.TRADES}
@@ -39,12 +40,14 @@ class FakeClient:
         self.expires_at = 0.0
         self.accept = accept
         self.sent: list[str] = []
+        self.frames: list[PreparedMessage] = []
         self.pings = 0
         self.closed: list[tuple[int, str]] = []
 
-    def send(self, text: str) -> bool:
-        self.sent.append(text)
-        return self.accept
+    def send(self, message: PreparedMessage) -> Sent:
+        self.sent.append(message.text)
+        self.frames.append(message)
+        return Sent.OK if self.accept else Sent.OVERLOADED
 
     def ping(self) -> None:
         self.pings += 1
@@ -150,7 +153,7 @@ def test_deliver_only_to_that_users_connections():
     for c in (a1, a2, b):
         hub.add(c)
     p = pub("1", "position_update", POS_AAPL, seq=7)
-    assert hub.deliver(p) == 2
+    assert hub.deliver(p) == (2, [])
     expected = {
         "type": "position_update",
         "timestamp": TS,
@@ -168,7 +171,7 @@ def test_deliver_only_to_that_users_connections():
 def test_deliver_to_user_without_connections():
     hub = Hub(max_per_user=5)
     hub.add(FakeClient("2"))
-    assert hub.deliver(pub("1", "order_update", {"symbol": "AAPL"})) == 0
+    assert hub.deliver(pub("1", "order_update", {"symbol": "AAPL"})) == (0, [])
     assert hub.delivered == 0
 
 
@@ -179,7 +182,7 @@ def test_deliver_applies_each_connections_filter():
     orders_only = FakeClient(channels={Channel.ORDERS})
     for c in (aapl, msft, orders_only):
         hub.add(c)
-    assert hub.deliver(pub("1", "position_update", POS_AAPL)) == 1
+    assert hub.deliver(pub("1", "position_update", POS_AAPL)) == (1, [])
     assert [m["data"] for m in aapl.messages()] == [POS_AAPL]
     assert msft.sent == [] and orders_only.sent == []
 
@@ -192,7 +195,7 @@ def test_deliver_batch_cut_per_connection():
     for c in (aapl, account_only):
         hub.add(c)
     data = {"positions": [POS_AAPL, POS_MSFT], "orders": [], "account": ACCOUNT}
-    assert hub.deliver(pub("1", "batch", data)) == 2
+    assert hub.deliver(pub("1", "batch", data)) == (2, [])
     assert [m["data"] for m in aapl.messages()] == [{"positions": [POS_AAPL], "account": ACCOUNT}]
     assert [m["data"] for m in account_only.messages()] == [{"account": ACCOUNT}]
 
@@ -204,7 +207,7 @@ def test_deliver_batch_skips_connection_with_nothing_left():
     hub.add(positions_only)
     hub.add(trades_only)
     data = {"positions": [POS_AAPL], "orders": [], "account": ACCOUNT}
-    assert hub.deliver(pub("1", "batch", data)) == 1
+    assert hub.deliver(pub("1", "batch", data)) == (1, [])
     assert [m["data"] for m in positions_only.messages()] == [{"positions": [POS_AAPL]}]
     assert trades_only.sent == []
 
@@ -214,7 +217,7 @@ def test_status_reaches_every_connection_of_the_user():
     nothing = FakeClient(channels=set())
     hub.add(nothing)
     status = {"code": "broker_ok", "message": "ok", "stale": False}
-    assert hub.deliver(pub("1", "status", status)) == 1
+    assert hub.deliver(pub("1", "status", status)) == (1, [])
     assert nothing.messages()[0]["data"] == status
 
 
@@ -223,8 +226,9 @@ def test_refused_send_is_not_counted():
     ok, full = FakeClient(), FakeClient(accept=False)
     hub.add(ok)
     hub.add(full)
-    assert hub.deliver(pub("1", "order_update", {"symbol": "AAPL"})) == 1
+    assert hub.deliver(pub("1", "order_update", {"symbol": "AAPL"})) == (1, [full])
     assert len(full.sent) == 1  # it was offered the frame
+    assert full.closed == []  # the hub never closes: the caller does, after the loop
     assert hub.delivered == 1
 
 
@@ -245,9 +249,10 @@ def test_encoded_once_for_unfiltered_event(encode_calls):
     clients = [FakeClient() for _ in range(4)]
     for c in clients:
         hub.add(c)
-    assert hub.deliver(pub("1", "order_update", {"symbol": "AAPL"})) == 4
+    assert hub.deliver(pub("1", "order_update", {"symbol": "AAPL"})) == (4, [])
     assert len(encode_calls) == 1
     assert len({c.sent[0] for c in clients}) == 1
+    assert len({id(c.frames[0]) for c in clients}) == 1  # one prepared message, shared
 
 
 def test_identical_batch_payloads_encoded_once(encode_calls):
@@ -255,7 +260,7 @@ def test_identical_batch_payloads_encoded_once(encode_calls):
     for _ in range(3):
         hub.add(FakeClient())
     data = {"positions": [POS_AAPL], "account": ACCOUNT}  # as the Batcher builds it
-    assert hub.deliver(pub("1", "batch", data)) == 3
+    assert hub.deliver(pub("1", "batch", data)) == (3, [])
     assert len(encode_calls) == 1
 
 
@@ -275,7 +280,7 @@ def test_each_connection_gets_its_own_filtered_batch():
     for c in subs.values():
         hub.add(c)
     data = {"positions": [POS_AAPL, POS_MSFT, pos_tsla], "orders": [], "account": ACCOUNT}
-    assert hub.deliver(pub("1", "batch", data)) == 6
+    assert hub.deliver(pub("1", "batch", data)) == (6, [])
     got = {name: [m["data"] for m in c.messages()] for name, c in subs.items()}
     assert got == {
         "positions": [{"positions": [POS_AAPL, POS_MSFT, pos_tsla]}],

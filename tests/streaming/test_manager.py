@@ -13,6 +13,8 @@ import ujson
 from streaming.broker import Publication
 from streaming.closecodes import CloseCode
 from streaming.events import Channel
+from streaming.frames import PreparedMessage
+from streaming.hub import Sent
 from streaming.manager import StreamManager
 from streaming.memory_broker import MemoryBroker
 from streaming.protocol import ClientMessage
@@ -62,11 +64,12 @@ class FakeClient:
         self.last_ping = -1.0
         self.expires_at = 0.0
         self.on_close = on_close
+        self.result = Sent.OK
         self.log: list[tuple[str, Any]] = []
 
-    def send(self, text: str) -> bool:
-        self.log.append(("send", ujson.loads(text)))
-        return True
+    def send(self, message: PreparedMessage) -> Sent:
+        self.log.append(("send", ujson.loads(message.text)))
+        return self.result
 
     def ping(self) -> None:
         self.log.append(("ping", None))
@@ -157,6 +160,31 @@ def test_emit_delivers_with_consecutive_seq():
             "epoch": EPOCH,
             "data": POS_AAPL,
         }
+
+    run(main)
+
+
+def test_overloaded_tab_is_closed_after_the_loop_and_the_other_tabs_get_every_event():
+    """A tab under back-pressure is closed with 4002 once delivery is done; its siblings lose
+    nothing, even though closing unregisters it synchronously (it used to change the set the
+    hub was iterating: "Set changed size during iteration")."""
+
+    async def main() -> None:
+        manager, _, _ = make()
+        slow = FakeClient(channels=ALL, on_close=manager.disconnect)
+        healthy = [FakeClient(channels=ALL, on_close=manager.disconnect) for _ in range(3)]
+        for c in (slow, *healthy):
+            assert manager.connect(c)
+        slow.result = Sent.OVERLOADED
+        for i in range(5):
+            manager.emit("1", "order_update", {**ORDER_AAPL, "status": f"s{i}"})
+        await manager.wait_idle()
+        for c in healthy:
+            assert c.seqs() == [1, 2, 3, 4, 5]
+            assert ("close", (4002, "Too slow: reconnect and take a snapshot")) not in c.log
+        assert slow.log.count(("close", (4002, "Too slow: reconnect and take a snapshot"))) == 1
+        assert manager.hub.count() == 3
+        assert manager.metrics.disconnects.labels(code="4002")._value.get() == 1
 
     run(main)
 
