@@ -35,6 +35,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -267,6 +268,7 @@ class Ladder:
                 if r["rss_idle_mb"] and r["rss_start_mb"]
                 else None
             )
+            lag0 = _lag_buckets(server) if kind == "folio" else None
             sampler = _RssSampler(pid)
             sampler.start()
             cpu0, client0 = cpu_seconds(pid), self.pool.cpu_s()
@@ -309,7 +311,8 @@ class Ladder:
                     "GET", f"{server.base}/api/admin/websocket-stats", headers={"Cookie": admin}
                 )
                 r["server_stats"] = stats if status == 200 else {"http_status": status}
-                r["loop_lag"] = _loop_lag(r["server_stats"])
+                r["loop_lag_stats_ms"] = r["server_stats"].get("loopLagMs")
+                r["loop_lag"] = _lag_during(lag0, _lag_buckets(server))
             raw = self.pool.close_and_analyse(sent)
             first_send = min((row[3] for row in sent), default=0)
             satisfied = raw["delivered"] + raw["superseded"]
@@ -335,8 +338,9 @@ class Ladder:
             and a["unexpected"] == 0
             and not r["unexpected_closes"]
             and not r["client_errors"]
-            and r["sender"]["sent_count"] == r["sender"]["planned"]
         )
+        # the sender is closed-loop: a server that cannot keep up is sent fewer events in time
+        r["kept_up"] = r["sender"]["sent_count"] == r["sender"]["planned"]
         return r
 
     def prepare(self) -> None:
@@ -352,12 +356,53 @@ class Ladder:
         self.peer_user_ids = [u for u, _ in self.folio_auth]
 
 
-def _loop_lag(stats: dict[str, Any]) -> dict[str, Any] | None:
-    """The event-loop lag block of the admin stats, whatever its exact key (``loopLag…``)."""
-    for key, value in stats.items():
-        if "lag" in key.lower():
-            return value if isinstance(value, dict) else {key: value}
-    return None
+def _lag_buckets(server: Any) -> dict[float, float] | None:
+    """Cumulative ``folio_event_loop_lag_seconds`` buckets from ``/metrics`` (le → count)."""
+    req = urllib.request.Request(
+        f"{server.base}/metrics", headers={"Authorization": f"Bearer {TOKEN}"}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            text = resp.read().decode()
+    except OSError:
+        return None
+    buckets: dict[float, float] = {}
+    for line in text.splitlines():
+        if line.startswith("folio_event_loop_lag_seconds_bucket{"):
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            buckets[float("inf") if le == "+Inf" else float(le)] = float(line.rsplit(" ", 1)[1])
+    return buckets or None
+
+
+def _lag_during(
+    before: dict[float, float] | None, after: dict[float, float] | None
+) -> dict[str, Any] | None:
+    """Loop lag of the samples taken between two scrapes (the load and the drain).
+
+    Returns ``{"samples", "p50_le_ms", "p99_le_ms", "share_le_20ms"}``: the bucket upper bounds
+    holding the 50th/99th percentile (so "p99 ≤ 20 ms" reads ``p99_le_ms <= 20``) and the share
+    of samples at most 20 ms late. None when the server has no such histogram.
+    """
+    if not before or not after:
+        return None
+    delta = sorted((le, after[le] - before.get(le, 0.0)) for le in after)
+    total = delta[-1][1]
+    if total <= 0:
+        return None
+
+    def le_ms(q: float) -> float:
+        for le, count in delta:
+            if count >= q * total:
+                return le * 1000
+        return float("inf")
+
+    within = dict(delta).get(0.02)
+    return {
+        "samples": int(total),
+        "p50_le_ms": le_ms(0.50),
+        "p99_le_ms": le_ms(0.99),
+        "share_le_20ms": None if within is None else within / total,
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -458,13 +503,14 @@ def _one_line(r: dict[str, Any]) -> str:
         return f"   FAILED: {r['failed']}"
     a = r["analysis"]
     e = a["latency_effective_ms"]
-    lag = (r.get("loop_lag") or {}).get("p99")
+    lag = (r.get("loop_lag") or {}).get("p99_le_ms")
     return (
         f"   {r['kib_per_idle_conn'] or 0:.1f} KiB/conn, {r['deliveries_per_s'] or 0:,.0f} del/s, "
         f"p50/p95/p99 {e['p50'] or 0:.0f}/{e['p95'] or 0:.0f}/{e['p99'] or 0:.0f} ms, "
-        f"lag p99 {lag}, server {r['server_cpu_pct']:.0f}% client {r['client_cpu_pct']:.0f}% "
+        f"lag p99 ≤{lag} ms, server {r['server_cpu_pct']:.0f}% client {r['client_cpu_pct']:.0f}% "
         f"sender {r['sender_cpu_pct']:.0f}%, sent {r['sender']['sent_count']}/"
-        f"{r['sender']['planned']}, lost {a['lost']}, gaps {a['seq_gaps']}, ok={r['ok']}"
+        f"{r['sender']['planned']}, lost {a['lost']}, gaps {a['seq_gaps']}, ok={r['ok']}, "
+        f"connect {r['open']['connect_s']:.1f} s, {r['elapsed_s']:.1f} s"
     )
 
 

@@ -43,14 +43,12 @@ def table(doc: dict[str, Any]) -> str:
         a = r["analysis"]
         e = a["latency_effective_ms"]
         lag = r.get("loop_lag") or {}
-        lag_p99 = lag.get("p99") if isinstance(lag, dict) else None
-        if lag_p99 is not None and lag.get("unit", "ms") == "s":
-            lag_p99 *= 1000
+        lag_p99 = "–" if not lag else f"≤ {lag['p99_le_ms']:g}"
         s = r["sender"]
         rows.append(
             f"| {r['server']} | {'on' if r['deflate'] else 'off'} | {r['connections']:,} "
             f"| {_f(r.get('kib_per_idle_conn'), 1)} | {_f(r.get('deliveries_per_s'))} "
-            f"| {_f(e['p50'])} / {_f(e['p95'])} / {_f(e['p99'])} | {_f(lag_p99, 1)} "
+            f"| {_f(e['p50'])} / {_f(e['p95'])} / {_f(e['p99'])} | {lag_p99} "
             f"| {_f(r['server_cpu_pct'])} % | {_f(r['client_cpu_pct'])} % "
             f"(+{_f(r['sender_cpu_pct'])} %) | {s['sent_count']:,} / {s['planned']:,} "
             f"| {a['lost']:,} | {a['seq_gaps']:,} |"
