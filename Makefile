@@ -41,8 +41,14 @@ pytest: $(VENV)/.stamp-test /usr/bin/chromium
 
 test: lint typecheck pytest
 
-bench: $(VENV)/.stamp-test
-	$(BIN)/python bench/latency.py
+# The benchmark ladder (bench/README.md): folio-stream and two peers, ~30 min for the full ladder.
+# A quick subset: make bench BENCH_ARGS="--points 1000,2000 --servers folio".
+$(VENV)/.stamp-bench: setup.cfg pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	touch $@ $(VENV)/.stamp-test $(VENV)/.stamp-run
+
+bench: $(VENV)/.stamp-bench
+	ulimit -n 20000 2>/dev/null; $(BIN)/python bench/ladder.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -47,7 +47,7 @@ sys.path.insert(0, str(BENCH / "peers"))
 import latency  # noqa: E402
 from common import user_token  # noqa: E402
 from latency import REPO, TOKEN, ServerProcess, _free_port, _http_json, _login, _rss_mb  # noqa: E402
-from loadclient import ClientPool, cpu_seconds  # noqa: E402
+from loadclient import CLK_TCK, ClientPool, cpu_seconds  # noqa: E402
 
 SERVERS = ("folio", "folio-nobatch", "folio-uvloop", "sio", "ws")
 PASSWORD = "bench-pw"
@@ -271,7 +271,7 @@ class Ladder:
             lag0 = _lag_buckets(server) if kind == "folio" else None
             sampler = _RssSampler(pid)
             sampler.start()
-            cpu0, client0 = cpu_seconds(pid), self.pool.cpu_s()
+            cpu0, client0, busy0 = cpu_seconds(pid), self.pool.cpu_s(), _machine_busy_s()
             t0 = time.monotonic()
             send = _run_sender(
                 {
@@ -294,13 +294,22 @@ class Ladder:
                 wanted[user].append(f"{latency.BENCH_PREFIX}{i}:")
             r["drain_pending"] = self.pool.drain(wanted, args.window_ms / 1000 + args.drain_timeout)
             elapsed = time.monotonic() - t0
-            cpu1, client1 = cpu_seconds(pid), self.pool.cpu_s()
+            cpu1, client1, busy1 = cpu_seconds(pid), self.pool.cpu_s(), _machine_busy_s()
             sampler.stopped.set()
             r["rss_peak_mb"] = max(sampler.peak, _rss_mb(pid) or 0.0)
             r["elapsed_s"] = elapsed
             r["server_cpu_pct"] = 100 * (cpu1 - cpu0) / elapsed
             r["client_cpu_pct"] = 100 * (client1 - client0) / elapsed
             r["sender_cpu_pct"] = 100 * send["cpu_s"] / elapsed
+            # what everything else on the machine used meanwhile (other people's tests): noise
+            r["machine_busy_pct"] = 100 * (busy1 - busy0) / elapsed
+            r["others_cpu_pct"] = max(
+                0.0,
+                r["machine_busy_pct"]
+                - r["server_cpu_pct"]
+                - r["client_cpu_pct"]
+                - r["sender_cpu_pct"],
+            )
             r["loadavg_after"] = os.getloadavg()
             send["sent_count"] = len(sent)
             r["sender"] = send
@@ -354,6 +363,14 @@ class Ladder:
             server.stop()
         # the peers use the same userIds, so the sender's events are byte-identical
         self.peer_user_ids = [u for u, _ in self.folio_auth]
+
+
+def _machine_busy_s() -> float:
+    """CPU seconds all CPUs spent not idle since boot (``/proc/stat``, all processes)."""
+    with open("/proc/stat") as fh:
+        fields = [int(x) for x in fh.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / CLK_TCK
 
 
 def _lag_buckets(server: Any) -> dict[float, float] | None:
@@ -426,6 +443,12 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--drain-timeout", type=float, default=10.0, help="seconds to wait at the end")
     p.add_argument("--client-procs", type=int, default=3, help="load-client processes")
     p.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="runs per point; the one least disturbed by other processes is reported",
+    )
+    p.add_argument(
         "--uvloop-env", default="EVENT_LOOP=uvloop", help="NAME=VALUE that turns uvloop on"
     )
     p.add_argument("--out", default=str(BENCH / "results"), help="results directory")
@@ -468,16 +491,24 @@ def main(argv: list[str] | None = None) -> int:
                 for deflate in args.deflate:
                     label = f"{variant} deflate={'on' if deflate else 'off'} {conns} conns"
                     print(f"[{datetime.now(UTC):%H:%M:%S}] {label} …", file=sys.stderr)
-                    try:
-                        r = ladder.point(variant, conns, deflate)
-                    except Exception as exc:  # noqa: BLE001 - recorded, the ladder goes on
-                        r = {
-                            "server": variant,
-                            "deflate": deflate,
-                            "connections": conns,
-                            "failed": repr(exc)[:1000],
-                            "ok": False,
-                        }
+                    runs = []
+                    for _ in range(max(1, args.repeat)):
+                        try:
+                            runs.append(ladder.point(variant, conns, deflate))
+                        except Exception as exc:  # noqa: BLE001 - recorded, the ladder goes on
+                            runs.append(
+                                {
+                                    "server": variant,
+                                    "deflate": deflate,
+                                    "connections": conns,
+                                    "failed": repr(exc)[:1000],
+                                    "ok": False,
+                                }
+                            )
+                        if len(runs) > 1:
+                            print(_one_line(runs[-1]), file=sys.stderr)
+                    r = _least_disturbed(runs)
+                    if "failed" in r:
                         status = 1
                     if not r.get("ok"):
                         status = 1
@@ -498,6 +529,19 @@ def main(argv: list[str] | None = None) -> int:
     return status
 
 
+def _least_disturbed(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run during which other processes used the least CPU (the others kept in ``runs``)."""
+    done = [r for r in runs if "failed" not in r]
+    if not done:
+        return runs[-1]
+    best = dict(min(done, key=lambda r: r.get("others_cpu_pct", 0.0)))
+    if len(runs) > 1:
+        best["runs"] = [
+            {k: v for k, v in r.items() if k not in ("server_stats", "runs")} for r in runs
+        ]
+    return best
+
+
 def _one_line(r: dict[str, Any]) -> str:
     if "failed" in r:
         return f"   FAILED: {r['failed']}"
@@ -508,8 +552,9 @@ def _one_line(r: dict[str, Any]) -> str:
         f"   {r['kib_per_idle_conn'] or 0:.1f} KiB/conn, {r['deliveries_per_s'] or 0:,.0f} del/s, "
         f"p50/p95/p99 {e['p50'] or 0:.0f}/{e['p95'] or 0:.0f}/{e['p99'] or 0:.0f} ms, "
         f"lag p99 ≤{lag} ms, server {r['server_cpu_pct']:.0f}% client {r['client_cpu_pct']:.0f}% "
-        f"sender {r['sender_cpu_pct']:.0f}%, sent {r['sender']['sent_count']}/"
-        f"{r['sender']['planned']}, lost {a['lost']}, gaps {a['seq_gaps']}, ok={r['ok']}, "
+        f"sender {r['sender_cpu_pct']:.0f}% others {r['others_cpu_pct']:.0f}%, "
+        f"sent {r['sender']['sent_count']}/{r['sender']['planned']}, "
+        f"lost {a['lost']}, gaps {a['seq_gaps']}, ok={r['ok']}, "
         f"connect {r['open']['connect_s']:.1f} s, {r['elapsed_s']:.1f} s"
     )
 

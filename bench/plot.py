@@ -29,15 +29,16 @@ def table(doc: dict[str, Any]) -> str:
     """The markdown results table of ``doc`` (a ladder JSON)."""
     head = (
         "| server | deflate | conns | KiB/idle conn | deliveries/s | effective p50/p95/p99 ms"
-        " | loop lag p99 ms | server CPU | client CPU (+sender) | sent / planned | lost | gaps |"
-        "\n| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        " | loop lag p99 ms | server CPU | client CPU (+sender) | others' CPU | sent / planned"
+        " | lost | gaps |"
+        "\n| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     )
     rows = [head]
     for r in doc["points"]:
         if "failed" in r:
             rows.append(
                 f"| {r['server']} | {'on' if r['deflate'] else 'off'} | {r['connections']:,} |"
-                f" failed: {r['failed'][:120].replace('|', '/')} | | | | | | | | |"
+                f" failed: {r['failed'][:120].replace('|', '/')} | | | | | | | | | |"
             )
             continue
         a = r["analysis"]
@@ -50,8 +51,44 @@ def table(doc: dict[str, Any]) -> str:
             f"| {_f(r.get('kib_per_idle_conn'), 1)} | {_f(r.get('deliveries_per_s'))} "
             f"| {_f(e['p50'])} / {_f(e['p95'])} / {_f(e['p99'])} | {lag_p99} "
             f"| {_f(r['server_cpu_pct'])} % | {_f(r['client_cpu_pct'])} % "
-            f"(+{_f(r['sender_cpu_pct'])} %) | {s['sent_count']:,} / {s['planned']:,} "
+            f"(+{_f(r['sender_cpu_pct'])} %) | {_f(r.get('others_cpu_pct'))} % "
+            f"| {s['sent_count']:,} / {s['planned']:,} "
             f"| {a['lost']:,} | {a['seq_gaps']:,} |"
+        )
+    return "\n".join(rows) + "\n"
+
+
+def capacity(doc: dict[str, Any], p99_ms: float = 300.0) -> str:
+    """Per server and deflate setting: the most deliveries/s reached at effective p99 ≤ ``p99_ms``
+    with nothing lost, no seq gap and every event sent on schedule; and its ratio to the peers.
+    """
+    best: dict[tuple[str, bool], dict[str, Any]] = {}
+    for r in doc["points"]:
+        if "failed" in r or not r.get("ok") or not r.get("kept_up", True):
+            continue
+        p99 = r["analysis"]["latency_effective_ms"]["p99"]
+        if p99 is None or p99 > p99_ms:
+            continue
+        key = (r["server"], r["deflate"])
+        if key not in best or (r["deliveries_per_s"] or 0) > (best[key]["deliveries_per_s"] or 0):
+            best[key] = r
+    servers = sorted({(r["server"], r["deflate"]) for r in doc["points"]})
+    rows = [
+        f"| server | deflate | most deliveries/s at p99 ≤ {p99_ms:g} ms | at connections "
+        "| × sio (same deflate) | × ws (same deflate) |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for server, deflate in servers:
+        r = best.get((server, deflate))
+        rate = r["deliveries_per_s"] if r else None
+        ratios = []
+        for peer in ("sio", "ws"):
+            p = best.get((peer, deflate))
+            peer_rate = p["deliveries_per_s"] if p else None
+            ratios.append("–" if not rate or not peer_rate else f"{rate / peer_rate:.2f}")
+        rows.append(
+            f"| {server} | {'on' if deflate else 'off'} | {_f(rate)} "
+            f"| {_f(r['connections']) if r else 'none'} | {ratios[0]} | {ratios[1]} |"
         )
     return "\n".join(rows) + "\n"
 
@@ -67,7 +104,7 @@ def render(json_path: Path, out: Path) -> None:
         f"{a['users']} users × {a['symbols']} symbols for {a['duration']:g} s per point, "
         f"{a['client_procs']} load-client processes.\n\n"
     )
-    (out / "ladder.md").write_text(intro + table(doc))
+    (out / "ladder.md").write_text(intro + table(doc) + "\n" + capacity(doc))
     try:
         import matplotlib
 
