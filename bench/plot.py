@@ -31,7 +31,7 @@ def table(doc: dict[str, Any]) -> str:
         "| server | deflate | conns | KiB/idle conn | deliveries/s | effective p50/p95/p99 ms"
         " | loop lag p99 ms | server CPU | client CPU (+sender) | others' CPU | sent / planned"
         " | lost | gaps |"
-        "\n| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        "\n| --- | --- |" + " ---: |" * 11
     )
     rows = [head]
     for r in doc["points"]:
