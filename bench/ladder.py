@@ -451,6 +451,13 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument(
         "--uvloop-env", default="EVENT_LOOP=uvloop", help="NAME=VALUE that turns uvloop on"
     )
+    p.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        help="niceness for the bench and everything it starts (negative needs root): on a "
+        "machine shared with other work, e.g. -5 keeps the servers under test from being starved",
+    )
     p.add_argument("--out", default=str(BENCH / "results"), help="results directory")
     p.add_argument("--keep", action="store_true", help="keep the temp data dir (server logs)")
     args = p.parse_args(argv)
@@ -470,6 +477,8 @@ def main(argv: list[str] | None = None) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_sigterm)
+    if args.nice:
+        os.setpriority(os.PRIO_PROCESS, 0, args.nice)  # inherited by servers, clients, sender
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
