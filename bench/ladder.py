@@ -292,7 +292,9 @@ class Ladder:
             wanted: dict[str, list[str]] = {u: [] for u in user_ids}
             for (user, _), i in last.items():
                 wanted[user].append(f"{latency.BENCH_PREFIX}{i}:")
-            r["drain_pending"] = self.pool.drain(wanted, args.window_ms / 1000 + args.drain_timeout)
+            t_drain = time.monotonic()
+            r["drain_pending"] = self.pool.drain(wanted, args.drain_timeout)
+            r["drain_s"] = time.monotonic() - t_drain
             elapsed = time.monotonic() - t0
             cpu1, client1, busy1 = cpu_seconds(pid), self.pool.cpu_s(), _machine_busy_s()
             sampler.stopped.set()
@@ -440,7 +442,13 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--duration", type=float, default=12.0, help="seconds of load per point")
     p.add_argument("--window-ms", type=int, default=250, help="BATCH_WINDOW_MS of folio")
     p.add_argument("--idle", type=float, default=3.0, help="seconds idle before measuring RSS")
-    p.add_argument("--drain-timeout", type=float, default=10.0, help="seconds to wait at the end")
+    p.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=45.0,
+        help="most seconds to wait at the end for the last snapshots (it stops earlier once "
+        "nothing arrived for 5 s)",
+    )
     p.add_argument("--client-procs", type=int, default=3, help="load-client processes")
     p.add_argument(
         "--repeat",

@@ -347,12 +347,24 @@ class _Worker:
         }
 
     async def drain(self, cfg: dict[str, Any]) -> dict[str, Any]:
-        """Wait until every connection saw each tag wanted for its user (or the timeout)."""
+        """Wait until every connection saw each tag wanted for its user.
+
+        Gives up after ``timeout`` seconds, or once no frame at all arrived on this worker's
+        connections for ``quiet`` seconds (a server still working through a backlog keeps
+        delivering, so what is missing then is lost, not late).
+        """
         wanted = {u: [t.encode() for t in tags] for u, tags in cfg["wanted"].items()}
-        deadline = time.monotonic() + cfg["timeout"]
+        now = time.monotonic()
+        deadline, quiet = now + cfg["timeout"], cfg.get("quiet", 5.0)
         pending = {c.index: (c, set(wanted.get(c.user_id, []))) for c in self.conns}
         seen_upto = dict.fromkeys(pending, 0)
+        total, last_progress = -1, now
         while pending and time.monotonic() < deadline:
+            received = sum(len(c.frames) for c in self.conns)
+            if received != total:
+                total, last_progress = received, time.monotonic()
+            elif time.monotonic() - last_progress > quiet:
+                break
             for idx in list(pending):
                 conn, tags = pending[idx]
                 if conn.disconnected:
@@ -536,9 +548,13 @@ class ClientPool:
             "server_window_bits": sorted({b for r in replies for b in r["server_window_bits"]}),
         }
 
-    def drain(self, wanted: dict[str, list[str]], timeout: float) -> int:
-        """Wait for the tags ``wanted`` per user on every connection; return connections short."""
-        replies = self._all([("drain", {"wanted": wanted, "timeout": timeout})] * len(self.pipes))
+    def drain(self, wanted: dict[str, list[str]], timeout: float, quiet: float = 5.0) -> int:
+        """Wait for the tags ``wanted`` per user on every connection; return connections short.
+
+        Stops after ``timeout`` s, or ``quiet`` s without any frame arriving (see the worker).
+        """
+        cfg = {"wanted": wanted, "timeout": timeout, "quiet": quiet}
+        replies = self._all([("drain", cfg)] * len(self.pipes))
         return sum(r["pending"] for r in replies)
 
     def close_and_analyse(self, sent: list[tuple[int, str, str, int]]) -> dict[str, Any]:

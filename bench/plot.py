@@ -102,7 +102,9 @@ def render(json_path: Path, out: Path) -> None:
         f"Run `{Path(json_path).name}` on `{doc.get('commit', '?')}`: {m['nproc']} CPU "
         f"({m['cpu']}), Python {m['python']}; {a['rate']:g} position updates/s over "
         f"{a['users']} users × {a['symbols']} symbols for {a['duration']:g} s per point, "
-        f"{a['client_procs']} load-client processes.\n\n"
+        f"{a['client_procs']} load-client processes, niceness {a.get('nice', 0)}, "
+        f"{a.get('repeat', 1)} run(s) per point (the least disturbed reported). "
+        "*others' CPU* is what other processes on the machine used meanwhile (% of one core).\n\n"
     )
     (out / "ladder.md").write_text(intro + table(doc) + "\n" + capacity(doc))
     try:
