@@ -107,6 +107,17 @@ class Broker(ABC):
             history no longer reaches back to ``since_seq + 1``.
         """
 
+    async def watch(self, user_id: str) -> None:  # noqa: B027 - optional hook
+        """Make sure ``user_id``'s publications reach this process's handler from now on.
+
+        Returns once they do, so a caller that then reads :meth:`position` misses nothing
+        published after that position. Idempotent. Engines that deliver every publication
+        to every handler anyway (the memory engine) do nothing.
+        """
+
+    def unwatch(self, user_id: str) -> None:  # noqa: B027 - optional hook
+        """Stop delivering ``user_id``'s publications here (its last connection went away)."""
+
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Connect to the backing service, if any."""
 

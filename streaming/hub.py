@@ -108,6 +108,10 @@ class Hub:
                 if not conns:
                     del index[key]
 
+    def holds(self, user_id: str) -> bool:
+        """True when ``user_id`` has at least one live connection here."""
+        return user_id in self._by_user
+
     def connections(self, user_id: str) -> set[Client]:
         """Return a copy of ``user_id``'s live connections."""
         return set(self._by_user.get(user_id, ()))

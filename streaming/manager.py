@@ -236,6 +236,8 @@ class StreamManager:
         if opened is None:
             return
         self.hub.remove(client)
+        if not self.hub.holds(client.user_id):
+            self.broker.unwatch(client.user_id)
         self.metrics.duration.observe(self._clock() - opened)
         self.metrics.observe_disconnect(code)
         self.metrics.connections.set(self.hub.count())
@@ -315,6 +317,9 @@ class StreamManager:
         sub.held = []
         last = 0
         try:
+            # The engine delivers this user's publications here before the position is read
+            # (a Redis SUBSCRIBE confirmed), so nothing after the snapshot or replay is missed.
+            await self.broker.watch(client.user_id)
             last = await self._answer_subscribe(client, msg)
         finally:
             held, sub.held = sub.held or [], None

@@ -15,10 +15,15 @@ persistence, eviction), the epoch key goes with them: the next publish creates a
 restarts ``seq`` at 1, so clients holding the old epoch take a snapshot instead of silently
 skipping events.
 
-Every process pattern-subscribes to ``<prefix>:pub:*`` and hands each publication to its hub,
-which delivers to that process's own connections of that user (none, usually). The cost is one
-message per event per process. While the subscription is down (Redis restart) live delivery
-pauses; the reader reconnects with backoff, and clients see the ``seq`` gap and refetch.
+Targeted fan-out: a process subscribes to ``<prefix>:pub:<u>`` only while it holds a subscribed
+connection of ``u`` (:meth:`RedisBroker.watch`, :meth:`RedisBroker.unwatch`), so it receives
+only the traffic of its own users instead of every user's (a pattern subscription costs one
+message per event per process). :meth:`RedisBroker.watch` returns once Redis has confirmed the
+SUBSCRIBE, so a ``subscribe`` answered after it (position, snapshot or replay) cannot miss a
+publication. Every process also listens on ``<prefix>:ctl``, which keeps the pub/sub connection
+subscribed while it holds no user. While the subscription is down (Redis restart) live delivery
+pauses; the reader reconnects with backoff and subscribes again to every watched user, and
+clients see the ``seq`` gap and refetch.
 """
 
 from __future__ import annotations
@@ -75,6 +80,17 @@ class RedisBroker(Broker):
         self._reader: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
         self.connected = False
+        self._pubsub: Any = None
+        #: userIds whose channel this process wants (subscribed, or to be on reconnect).
+        self._watched: set[str] = set()
+        #: channel → future resolved when Redis confirms the SUBSCRIBE.
+        self._confirm: dict[str, asyncio.Future[None]] = {}
+        self._unsubscribing: set[asyncio.Task[None]] = set()
+        # SUBSCRIBE/UNSUBSCRIBE are sent one at a time, each deciding under the lock.
+        self._sub_lock = asyncio.Lock()
+
+    def _channel(self, user_id: str) -> str:
+        return f"{self.prefix}:pub:{user_id}"
 
     def _keys(self, user_id: str) -> list[str]:
         base = f"{self.prefix}:{{{user_id}}}"
@@ -101,6 +117,8 @@ class RedisBroker(Broker):
 
     async def close(self) -> None:
         """Stop the reader and close the connections."""
+        for task in list(self._unsubscribing):
+            task.cancel()
         if self._reader is not None:
             self._reader.cancel()
             try:
@@ -128,7 +146,7 @@ class RedisBroker(Broker):
                 payload,
                 secrets.token_urlsafe(6),
                 self.history_size,
-                f"{self.prefix}:pub:{user_id}",
+                self._channel(user_id),
             ],
         )
         return Publication(user_id, int(seq), epoch, type_, data, timestamp, emitted_at)
@@ -139,18 +157,82 @@ class RedisBroker(Broker):
         emitted = time.monotonic() - max(0.0, time.time() - at) if at else 0.0
         return Publication(body["u"], seq, epoch, body["type"], body["data"], body["ts"], emitted)
 
+    async def watch(self, user_id: str, timeout_s: float = 5.0) -> None:
+        """Subscribe to ``user_id``'s channel; return once Redis confirmed it (see module doc).
+
+        While Redis is unreachable it returns after ``timeout_s`` seconds with a warning: the
+        reader subscribes again on reconnect, and the client sees the gap and refetches.
+        """
+        channel = self._channel(user_id)
+        if user_id in self._watched and channel not in self._confirm:
+            return  # already confirmed
+        self._watched.add(user_id)
+        confirmed = self._confirm.get(channel)
+        if confirmed is None:
+            confirmed = self._confirm[channel] = asyncio.get_running_loop().create_future()
+            pubsub = self._pubsub
+            if pubsub is not None and self.connected:
+                try:
+                    async with self._sub_lock:
+                        await pubsub.subscribe(channel)
+                except Exception as exc:  # the reader resubscribes when it reconnects
+                    log.warning("subscribing to user %s failed (%s)", user_id, exc)
+        try:
+            await asyncio.wait_for(asyncio.shield(confirmed), timeout_s)
+        except TimeoutError:
+            log.warning("Redis did not confirm the subscription for user %s", user_id)
+
+    def unwatch(self, user_id: str) -> None:
+        """Unsubscribe from ``user_id``'s channel (in a kept task; failures logged)."""
+        if user_id not in self._watched:
+            return
+        self._watched.discard(user_id)
+        channel = self._channel(user_id)
+        self._confirmed(channel)  # nobody needs to wait for it any more
+        if self._pubsub is not None and self.connected:
+            task = asyncio.ensure_future(self._unsubscribe(self._pubsub, user_id))
+            self._unsubscribing.add(task)
+            task.add_done_callback(self._unsubscribing.discard)
+
+    async def _unsubscribe(self, pubsub: Any, user_id: str) -> None:
+        try:
+            async with self._sub_lock:
+                if user_id in self._watched:  # a new tab of the user came meanwhile
+                    return
+                await pubsub.unsubscribe(self._channel(user_id))
+        except Exception as exc:  # a dead connection has no subscriptions left anyway
+            log.info("unsubscribing from user %s failed (%s)", user_id, exc)
+
+    def watched(self) -> frozenset[str]:
+        """The userIds whose publications this process receives."""
+        return frozenset(self._watched)
+
+    def _confirmed(self, channel: str) -> None:
+        future = self._confirm.pop(channel, None)
+        if future is not None and not future.done():
+            future.set_result(None)
+
     async def _read_forever(self) -> None:
         delay = 0.5
         while True:
-            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            pubsub = self._redis.pubsub(ignore_subscribe_messages=False)
             try:
-                await pubsub.psubscribe(f"{self.prefix}:pub:*")
+                channels = [self._channel(u) for u in self._watched]
+                for channel in channels:  # confirmed below as Redis answers
+                    if channel not in self._confirm:
+                        self._confirm[channel] = asyncio.get_running_loop().create_future()
+                await pubsub.subscribe(f"{self.prefix}:ctl", *channels)
+                self._pubsub = pubsub
                 self.connected = True
                 self._subscribed.set()
                 delay = 0.5
                 slicer = TimeSlicer()
                 async for message in pubsub.listen():
-                    if message.get("type") != "pmessage":
+                    kind = message.get("type")
+                    if kind == "subscribe":
+                        self._confirmed(message["channel"])
+                        continue
+                    if kind != "message" or message["channel"] == f"{self.prefix}:ctl":
                         continue
                     seq, epoch, payload = message["data"].split("|", 2)
                     try:
@@ -169,6 +251,7 @@ class RedisBroker(Broker):
                 raise
             except Exception as exc:
                 self.connected = False
+                self._pubsub = None
                 log.warning("Redis fan-out interrupted (%s); reconnecting in %.1f s", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)

@@ -79,6 +79,19 @@ async def test_events_fan_out_across_processes_once(tmp_path: Path, prefix: str)
             msg = await recv(conn)
             assert msg is not None and msg["type"] == "order_update"
             assert msg["seq"] == ack["seq"] + 1
+        # Targeted fan-out: a process receives alice's stream while it holds her socket only.
+        bob_cookie = await a.login("bob")
+        bob_on_a = await a.connect(bob_cookie)
+        await subscribe(bob_on_a)
+        bob = await a.user_id("bob")
+        assert a.server.broker.watched() == {alice, bob}  # type: ignore[attr-defined]
+        assert b.server.broker.watched() == {alice}  # type: ignore[attr-defined]
+        bob_on_a.close()
+        for _ in range(200):
+            if bob not in a.server.broker.watched():  # type: ignore[attr-defined]
+                break
+            await asyncio.sleep(0.01)
+        assert a.server.broker.watched() == {alice}  # type: ignore[attr-defined]
 
         # a fill at the broker: both processes' bridges see it, only the leader publishes it
         a.server.simulator.submit_order("DEMO-ALICE", symbol="IBM", qty=Decimal("3"), side="buy")

@@ -229,10 +229,12 @@ async def test_admin_stats_and_metrics(folio: Running) -> None:
     assert code == 200
     assert stats["activeConnections"] == 1
     assert stats["latencyMs"]["count"] >= 1 and stats["latencyMs"]["p95"] is not None
+    # The lag alert follows the measured lag (which depends on how busy the machine is).
+    lag_high = (stats["loopLagMs"]["p99"] or 0) > 100
     assert stats["alerts"] == {
         "disconnectRateHigh": False,
         "latencyP95High": False,
-        "loopLagP99High": False,
+        "loopLagP99High": lag_high,
     }
     assert set(stats["loopLagMs"]) == {"p50", "p95", "p99", "max"}
     alice, bob = await folio.user_id("alice"), await folio.user_id("bob")

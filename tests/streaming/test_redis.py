@@ -62,6 +62,9 @@ def test_publish_numbers_stores_and_fans_out_to_every_process(prefix: str) -> No
         b.set_handler(got_b.append)
         await a.start()
         await b.start()
+        for broker in (a, b):
+            await broker.watch("1")
+            await broker.watch("2")
         first = await a.publish("1", "order_update", {"orderId": "x"}, emitted_at=1.0)
         second = await b.publish("1", "order_update", {"orderId": "y"})
         other = await a.publish("2", "order_update", {"orderId": "z"})
@@ -195,6 +198,7 @@ def test_fan_out_reconnects_after_the_subscription_is_killed(prefix: str) -> Non
         got: list[Publication] = []
         broker.set_handler(got.append)
         await broker.start()
+        await broker.watch("1")
         await broker.publish("1", "order_update", {"n": 1})
         await _until(lambda: len(got) == 1, "first delivery")
         clients = await broker._redis.client_list(_type="pubsub")
@@ -203,9 +207,58 @@ def test_fan_out_reconnects_after_the_subscription_is_killed(prefix: str) -> Non
         await broker._redis.execute_command("CLIENT", "KILL", "ID", ours[0])
         await _until(lambda: not broker.connected, "the reader noticing")
         await _until(lambda: broker.connected, "the reader resubscribing")
+        await broker.watch("1")  # returns once the resubscription is confirmed
         await broker.publish("1", "order_update", {"n": 2})
         await _until(lambda: len(got) == 2, "delivery after reconnect")
         assert [p.seq for p in got] == [1, 2]
         await broker.close()
+
+    run(main())
+
+
+def test_targeted_fan_out_delivers_only_watched_users(prefix: str) -> None:
+    """A process receives a user's publications only while it watches that user; watch()
+    returns once the subscription is live, so a publish right after it is never missed."""
+
+    async def main() -> None:
+        a, b = RedisBroker(REDIS_URL, prefix=prefix), RedisBroker(REDIS_URL, prefix=prefix)
+        got_a: list[Publication] = []
+        got_b: list[Publication] = []
+        a.set_handler(got_a.append)
+        b.set_handler(got_b.append)
+        await a.start()
+        await b.start()
+        await a.watch("1")
+        await b.watch("2")
+        for i in range(20):  # watch → publish at once, many times: never missed
+            await a.watch(f"x{i}")
+            await b.publish(f"x{i}", "order_update", {"n": i})
+        await b.publish("1", "order_update", {"n": "a"})
+        await a.publish("2", "order_update", {"n": "b"})
+        await a.publish("3", "order_update", {"n": "nobody"})
+        await _until(lambda: len(got_a) == 21 and len(got_b) == 1, "targeted fan-out")
+        assert {p.user_id for p in got_a} == {"1"} | {f"x{i}" for i in range(20)}
+        assert [p.user_id for p in got_b] == ["2"]
+        # Unwatched: no more deliveries to a for user 1; b starts receiving it.
+        a.unwatch("1")
+        await b.watch("1")
+        await _until(lambda: not a._unsubscribing, "the unsubscribe")
+        await a.publish("1", "order_update", {"n": "c"})
+        await _until(lambda: len(got_b) == 2, "delivery to the new watcher")
+        await asyncio.sleep(0.1)
+        assert [p.data["n"] for p in got_a if p.user_id == "1"] == ["a"]
+        # unwatch then watch at once (a tab closes as another opens): still subscribed.
+        a.unwatch("2")
+        await a.watch("2")
+        await _until(lambda: not a._unsubscribing, "the skipped unsubscribe")
+        await b.publish("2", "order_update", {"n": "d"})
+        await _until(lambda: any(p.data["n"] == "d" for p in got_a), "still watched")
+        assert a.watched() == frozenset({"2"} | {f"x{i}" for i in range(20)})
+        subs = await a._redis.pubsub_channels(f"{prefix}:pub:*")
+        assert f"{prefix}:pub:1" in subs  # b's subscription
+        numsub = dict(await a._redis.pubsub_numsub(f"{prefix}:pub:1", f"{prefix}:pub:2"))
+        assert numsub == {f"{prefix}:pub:1": 1, f"{prefix}:pub:2": 2}
+        await a.close()
+        await b.close()
 
     run(main())
