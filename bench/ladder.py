@@ -293,7 +293,7 @@ class Ladder:
             for (user, _), i in last.items():
                 wanted[user].append(f"{latency.BENCH_PREFIX}{i}:")
             t_drain = time.monotonic()
-            r["drain_pending"] = self.pool.drain(wanted, args.drain_timeout)
+            r["drain_pending"], r["drain_end"] = self.pool.drain(wanted, args.drain_timeout)
             r["drain_s"] = time.monotonic() - t_drain
             elapsed = time.monotonic() - t0
             cpu1, client1, busy1 = cpu_seconds(pid), self.pool.cpu_s(), _machine_busy_s()

@@ -358,12 +358,13 @@ class _Worker:
         deadline, quiet = now + cfg["timeout"], cfg.get("quiet", 5.0)
         pending = {c.index: (c, set(wanted.get(c.user_id, []))) for c in self.conns}
         seen_upto = dict.fromkeys(pending, 0)
-        total, last_progress = -1, now
+        total, last_progress, went_quiet = -1, now, False
         while pending and time.monotonic() < deadline:
             received = sum(len(c.frames) for c in self.conns)
             if received != total:
                 total, last_progress = received, time.monotonic()
             elif time.monotonic() - last_progress > quiet:
+                went_quiet = True
                 break
             for idx in list(pending):
                 conn, tags = pending[idx]
@@ -380,7 +381,7 @@ class _Worker:
                     del pending[idx]
             if pending:
                 await asyncio.sleep(0.1)
-        return {"pending": len(pending)}
+        return {"pending": len(pending), "quiet": went_quiet}
 
     async def close(self) -> dict[str, Any]:
         for c in self.conns:
@@ -548,14 +549,24 @@ class ClientPool:
             "server_window_bits": sorted({b for r in replies for b in r["server_window_bits"]}),
         }
 
-    def drain(self, wanted: dict[str, list[str]], timeout: float, quiet: float = 5.0) -> int:
-        """Wait for the tags ``wanted`` per user on every connection; return connections short.
+    def drain(
+        self, wanted: dict[str, list[str]], timeout: float, quiet: float = 5.0
+    ) -> tuple[int, str]:
+        """Wait for the tags ``wanted`` per user on every connection.
 
         Stops after ``timeout`` s, or ``quiet`` s without any frame arriving (see the worker).
+
+        Returns:
+            ``(connections still short, how it ended)``: ``"complete"``, ``"quiet"`` (nothing
+            arrived any more: what is missing is lost) or ``"timeout"`` (still arriving: what is
+            missing may only be late).
         """
         cfg = {"wanted": wanted, "timeout": timeout, "quiet": quiet}
         replies = self._all([("drain", cfg)] * len(self.pipes))
-        return sum(r["pending"] for r in replies)
+        pending = sum(r["pending"] for r in replies)
+        if not pending:
+            return 0, "complete"
+        return pending, "quiet" if any(r["quiet"] for r in replies) else "timeout"
 
     def close_and_analyse(self, sent: list[tuple[int, str, str, int]]) -> dict[str, Any]:
         """Close every connection, then match ``sent`` against what each received (merged)."""

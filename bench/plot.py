@@ -46,6 +46,8 @@ def table(doc: dict[str, Any]) -> str:
         lag = r.get("loop_lag") or {}
         lag_p99 = "–" if not lag else f"≤ {lag['p99_le_ms']:g}"
         s = r["sender"]
+        # the drain gave up while frames were still arriving: the missing ones may only be late
+        late = " (still arriving)" if a["lost"] and r.get("drain_end") == "timeout" else ""
         rows.append(
             f"| {r['server']} | {'on' if r['deflate'] else 'off'} | {r['connections']:,} "
             f"| {_f(r.get('kib_per_idle_conn'), 1)} | {_f(r.get('deliveries_per_s'))} "
@@ -53,7 +55,7 @@ def table(doc: dict[str, Any]) -> str:
             f"| {_f(r['server_cpu_pct'])} % | {_f(r['client_cpu_pct'])} % "
             f"(+{_f(r['sender_cpu_pct'])} %) | {_f(r.get('others_cpu_pct'))} % "
             f"| {s['sent_count']:,} / {s['planned']:,} "
-            f"| {a['lost']:,} | {a['seq_gaps']:,} |"
+            f"| {a['lost']:,}{late} | {a['seq_gaps']:,} |"
         )
     return "\n".join(rows) + "\n"
 
@@ -93,17 +95,52 @@ def capacity(doc: dict[str, Any], p99_ms: float = 300.0) -> str:
     return "\n".join(rows) + "\n"
 
 
-def render(json_path: Path, out: Path) -> None:
-    """Write ``ladder.md``, ``latency.png`` and ``memory.png`` for the run in ``json_path``."""
-    doc = json.loads(Path(json_path).read_text())
+def merge(paths: list[Path]) -> dict[str, Any]:
+    """Several ladder runs as one: per (server, deflate, connections) the run least disturbed.
+
+    "Least disturbed" is the lowest ``others_cpu_pct`` (CPU other processes on the machine used
+    during the point); the others are kept under ``runs`` of the chosen point.
+    """
+    docs = [json.loads(Path(p).read_text()) for p in paths]
+    if len(docs) == 1:
+        return docs[0]
+    chosen: dict[tuple[str, bool, int], list[dict[str, Any]]] = defaultdict(list)
+    order: list[tuple[str, bool, int]] = []
+    for d in docs:
+        for r in d["points"]:
+            key = (r["server"], r["deflate"], r["connections"])
+            if key not in chosen:
+                order.append(key)
+            chosen[key].append(r)
+    points = []
+    for key in order:
+        runs = chosen[key]
+        done = [r for r in runs if "failed" not in r]
+        best = dict(min(done, key=lambda r: r.get("others_cpu_pct", 0.0)) if done else runs[-1])
+        best["runs"] = [
+            {k: v for k, v in r.items() if k not in ("server_stats", "runs")} for r in runs
+        ]
+        points.append(best)
+    merged = dict(docs[0])
+    merged["points"] = points
+    merged["merged_from"] = [Path(p).name for p in paths]
+    return merged
+
+
+def render(json_path: Path | list[Path], out: Path) -> None:
+    """Write ``ladder.md``, ``latency.png`` and ``memory.png`` for the run(s) in ``json_path``."""
+    paths = json_path if isinstance(json_path, list) else [json_path]
+    doc = merge(paths)
     m = doc["machine"]
     a = doc["args"]
+    names = ", ".join(f"`{Path(p).name}`" for p in paths)
+    runs = "Run" if len(paths) == 1 else "Runs (per point the least disturbed)"
     intro = (
-        f"Run `{Path(json_path).name}` on `{doc.get('commit', '?')}`: {m['nproc']} CPU "
+        f"{runs} {names} on `{doc.get('commit', '?')}`: {m['nproc']} CPU "
         f"({m['cpu']}), Python {m['python']}; {a['rate']:g} position updates/s over "
         f"{a['users']} users × {a['symbols']} symbols for {a['duration']:g} s per point, "
         f"{a['client_procs']} load-client processes, niceness {a.get('nice', 0)}, "
-        f"{a.get('repeat', 1)} run(s) per point (the least disturbed reported). "
+        f"{a.get('repeat', 1)} run(s) per point per ladder (the least disturbed reported). "
         "*others' CPU* is what other processes on the machine used meanwhile (% of one core).\n\n"
     )
     (out / "ladder.md").write_text(intro + table(doc) + "\n" + capacity(doc))
@@ -158,7 +195,7 @@ def render(json_path: Path, out: Path) -> None:
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("json_path", type=Path)
+    p.add_argument("json_path", type=Path, nargs="+", help="one or more ladder runs")
     p.add_argument("--out", type=Path, default=None)
     ns = p.parse_args()
-    render(ns.json_path, ns.out or ns.json_path.parent)
+    render(ns.json_path, ns.out or ns.json_path[0].parent)
