@@ -47,7 +47,10 @@ def table(doc: dict[str, Any]) -> str:
         lag_p99 = "–" if not lag else f"≤ {lag['p99_le_ms']:g}"
         s = r["sender"]
         # the drain gave up while frames were still arriving: the missing ones may only be late
-        late = " (still arriving)" if a["lost"] and r.get("drain_end") == "timeout" else ""
+        end = r.get("drain_end") or (
+            "timeout" if (r.get("drain_s") or 0) >= doc["args"]["drain_timeout"] - 0.5 else ""
+        )
+        late = " (still arriving)" if a["lost"] and end == "timeout" else ""
         rows.append(
             f"| {r['server']} | {'on' if r['deflate'] else 'off'} | {r['connections']:,} "
             f"| {_f(r.get('kib_per_idle_conn'), 1)} | {_f(r.get('deliveries_per_s'))} "
@@ -170,16 +173,34 @@ def render(json_path: Path | list[Path], out: Path) -> None:
             lambda r: r.get("kib_per_idle_conn"),
         ),
     ):
-        fig, ax = plt.subplots(figsize=(7.5, 4.5), dpi=110)
+        fig, ax = plt.subplots(figsize=(9, 4.8), dpi=110)
+        colors = {
+            "folio": "C0",
+            "folio-nobatch": "C2",
+            "folio-uvloop": "C9",
+            "sio": "C3",
+            "ws": "C1",
+        }
         for label, rows in sorted(series.items()):
             rows = sorted(rows, key=lambda r: r["connections"])
             xs = [r["connections"] for r in rows]
             ys = [get(r) for r in rows]
-            style = "-" if "deflate" in label else "--"
-            ax.plot(xs, ys, style, marker="o", label=label)
+            deflate = rows[0]["deflate"]
+            ax.plot(
+                xs,
+                ys,
+                "-" if deflate else "--",
+                marker="o" if deflate else "s",
+                color=colors.get(rows[0]["server"]),
+                label=label,
+            )
         if name == "latency.png":
             ax.axhline(300, color="grey", linewidth=0.8, linestyle=":")
+            ax.annotate("300 ms target", (xs[0], 300), fontsize=7, color="grey")
             ax.set_yscale("log")
+        else:
+            ax.axhline(24, color="grey", linewidth=0.8, linestyle=":")
+            ax.annotate("24 KiB target", (xs[0], 24), fontsize=7, color="grey")
         ax.set_xscale("log")
         points = sorted({r["connections"] for rows in series.values() for r in rows})
         ax.set_xticks(points, [f"{p:,}" for p in points])
@@ -187,7 +208,7 @@ def render(json_path: Path | list[Path], out: Path) -> None:
         ax.set_ylabel(ylabel)
         ax.set_title(title)
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         fig.tight_layout()
         fig.savefig(out / name)
         plt.close(fig)
