@@ -50,6 +50,13 @@ $(VENV)/.stamp-bench: setup.cfg pyproject.toml | $(BIN)/python
 bench: $(VENV)/.stamp-bench
 	ulimit -n 20000 2>/dev/null; $(BIN)/python bench/ladder.py $(BENCH_ARGS)
 
+# The demo with its auto-trader for VERIFY_S seconds: server vs broker every 3 s, to the cent
+# (exit 1 on any persistent mismatch). See docs/pnl.md.
+.PHONY: verify-pnl
+VERIFY_S ?= 600
+verify-pnl: $(VENV)/.stamp-test
+	$(BIN)/python bench/verify_pnl.py --duration $(VERIFY_S)
+
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
 

@@ -18,17 +18,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import errno
 import getpass
 import logging
 import os
 import signal
+import sqlite3
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import tornado.web
-from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
 from config.settings import SETTINGS_HELP, Settings, SettingsError, load_settings
@@ -36,19 +37,23 @@ from handlers.admin import MetricsHandler, StatsHandler
 from handlers.auth import LoginHandler, LogoutHandler, MeHandler
 from handlers.base import Context, NotFoundHandler
 from handlers.internal import InternalEventsHandler
+from handlers.limits import LimitedHTTPServer, log_request
 from handlers.portfolio import HealthHandler, PortfolioHandler
-from handlers.spa import SpaHandler
+from handlers.spa import AssetHandler, SpaHandler
 from handlers.ws import PortfolioSocket
-from storage.db import Store, UserExistsError, open_store
+from storage.crypto import PasswordHasher
+from storage.db import StorageError, Store, UserExistsError, open_store
 from streaming.alpaca_bridge import AlpacaBridge, BridgeAccount, Endpoints
 from streaming.auth import SessionAuth
 from streaming.broker import Broker
 from streaming.leader import RedisLeader, SoleLeader
 from streaming.manager import StreamManager
 from streaming.memory_broker import MemoryBroker
+from streaming.ratelimit import FailureBackoff, KeyedBuckets, LoginThrottle
 from streaming.redis_broker import RedisBroker
 from streaming.redis_ingest import RedisIngest
 from streaming.service import PortfolioService
+from streaming.tasks import every
 
 log = logging.getLogger("folio")
 
@@ -88,15 +93,15 @@ def make_app(ctx: Context, static_dir: Path = STATIC_DIR) -> tornado.web.Applica
         (r"/metrics", MetricsHandler),
         (r"/internal/events", InternalEventsHandler),
         (r"/(?:api|ws|internal)/.*", NotFoundHandler),
-        (r"/assets/(.*)", tornado.web.StaticFileHandler, {"path": str(static_dir / "assets")}),
-        (r"/(favicon\.(?:ico|svg))", tornado.web.StaticFileHandler, {"path": str(static_dir)}),
+        (r"/assets/(.*)", AssetHandler, {"path": str(static_dir / "assets")}),
+        (r"/(favicon\.(?:ico|svg))", AssetHandler, {"path": str(static_dir)}),
         (r"/(.*)", SpaHandler, {"static_dir": str(static_dir)}),
     ]
     return tornado.web.Application(
         routes,
         ctx=ctx,
         websocket_max_message_size=settings.max_message_bytes,
-        xheaders=True,
+        log_function=log_request,
     )
 
 
@@ -114,7 +119,7 @@ class FolioServer:
         self.store: Store | None = None
         self.simulator: Any = None
         self.bridge: AlpacaBridge | None = None
-        self.http: HTTPServer | None = None
+        self.http: LimitedHTTPServer | None = None
         self.port = 0
         self.manager: StreamManager | None = None
         self.service: PortfolioService | None = None
@@ -122,6 +127,7 @@ class FolioServer:
         self.broker: Broker | None = None
         self.leader: SoleLeader | RedisLeader = SoleLeader()
         self.ingest: RedisIngest | None = None
+        self._purge: asyncio.Task[Any] | None = None
 
     async def start(self) -> int:
         """Open storage, start the simulator (demo), the bridge and the HTTP server.
@@ -134,10 +140,13 @@ class FolioServer:
         self.port = sockets[0].getsockname()[1]
         if s.port == 0:  # any free port: the default allowed origin must name the real one
             self.settings = s = dataclasses.replace(s, port=self.port)
-        self.store = store = await open_store(s.database_url, s.secret_key)
+        hasher = PasswordHasher(s.login_hash_workers, s.login_max_pending)
+        self.store = store = await open_store(s.database_url, s.secret_key, hasher)
         broker: Broker
         if s.redis_url:
-            broker = RedisBroker(s.redis_url, prefix=s.redis_prefix)
+            broker = RedisBroker(
+                s.redis_url, prefix=s.redis_prefix, slot_ttl_s=s.heartbeat_timeout_s
+            )
             await broker.start()
         else:
             broker = MemoryBroker()
@@ -148,11 +157,19 @@ class FolioServer:
             max_connections_per_user=s.max_connections_per_user,
             heartbeat_interval_s=s.heartbeat_interval_s,
             heartbeat_timeout_s=s.heartbeat_timeout_s,
+            outbox_max_events=s.outbox_max_events,
         )
         self.service = service = PortfolioService(manager, stale_after_s=s.stale_after_s)
         manager.set_source(service)
-        auth = SessionAuth(store, s.secret_key, s.session_ttl_s)
-        self.ctx = Context(s, auth, manager, service)
+
+        def backoff() -> FailureBackoff:
+            return FailureBackoff(free=s.login_free_failures, max_s=s.login_backoff_max_s)
+
+        throttle = LoginThrottle(per_address=backoff(), per_username=backoff())
+        auth = SessionAuth(store, s.secret_key, s.session_ttl_s, throttle)
+        upgrades = KeyedBuckets(s.ws_upgrade_rate, s.ws_upgrade_burst)
+        self.ctx = Context(s, auth, manager, service, upgrades=upgrades)
+        self.ctx.extra_status["storage"] = lambda: {"ok": store.fault is None, "fault": store.fault}
 
         endpoints = Endpoints(
             s.alpaca_trading_url or None, s.alpaca_stream_url or None, s.alpaca_data_url or None
@@ -168,11 +185,21 @@ class FolioServer:
             ]
 
         accounts = await linked()
-        # JSON bodies here are small: refuse anything over 1 MiB before reading it.
-        self.http = HTTPServer(
-            make_app(self.ctx, self.static_dir), xheaders=True, max_body_size=MAX_BODY_BYTES
+        # JSON bodies here are small: refuse anything over 1 MiB before reading it. Idle and
+        # header/body timeouts and the per-address cap keep idle or slow clients from holding
+        # descriptors (docs/operations.md, "Limits").
+        refused = manager.metrics.http_refused
+        self.http = LimitedHTTPServer(
+            make_app(self.ctx, self.static_dir),
+            max_body_size=MAX_BODY_BYTES,
+            idle_connection_timeout=s.idle_connection_timeout_s,
+            body_timeout=s.body_timeout_s,
+            max_per_address=s.max_connections_per_address,
+            trusted_proxies=s.trusted_proxies,
+            on_refused=lambda reason: refused.labels(reason=reason).inc(),
         )
         self.http.add_sockets(sockets)
+        self._purge = every(s.session_purge_interval_s, self._purge_sessions, "session-purge")
         manager.start()
         self.bridge = AlpacaBridge(
             service,
@@ -245,8 +272,16 @@ class FolioServer:
             *DEMO_DATA_KEY,
         )
 
+    async def _purge_sessions(self) -> None:
+        assert self.ctx is not None
+        deleted = await self.ctx.auth.purge()
+        if deleted:
+            log.info("purged %d expired or revoked session(s)", deleted)
+
     async def stop(self) -> None:
         """Graceful stop: flush batches, close sockets with 1001, stop streams and simulator."""
+        if self._purge is not None:
+            self._purge.cancel()
         if self.http is not None:
             self.http.stop()
         await self.leader.stop()
@@ -364,8 +399,38 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"settings error: {exc}", file=sys.stderr)
         return 2
-    with asyncio.Runner(loop_factory=_loop_factory(settings.event_loop)) as runner:
-        return runner.run(_serve(settings))
+    import psycopg
+    import redis.exceptions
+
+    try:
+        with asyncio.Runner(loop_factory=_loop_factory(settings.event_loop)) as runner:
+            return runner.run(_serve(settings))
+    except (
+        OSError,
+        StorageError,
+        sqlite3.Error,
+        psycopg.Error,
+        redis.exceptions.RedisError,
+    ) as exc:
+        print(f"start-up error: {_startup_error(settings, exc)}", file=sys.stderr)
+        return 2
+
+
+def _startup_error(settings: Settings, exc: BaseException) -> str:
+    """One line naming the cause of a start-up failure and its fix (never a traceback)."""
+    if isinstance(exc, OSError) and exc.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL):
+        return f"cannot listen on {settings.host}:{settings.port} ({exc.strerror}): set PORT/HOST"
+    if type(exc).__module__.startswith("redis"):
+        return f"cannot reach Redis at REDIS_URL ({exc}): check REDIS_URL and that Redis runs"
+    if type(exc).__module__.startswith("psycopg"):
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return f"cannot use DATABASE_URL ({first}): check it and that PostgreSQL runs"
+    if settings.database_url.startswith("sqlite"):
+        return (
+            f"cannot open the SQLite database {settings.database_url!r} ({exc}): "
+            "set DATA_DIR (or DATABASE_URL) to a writable directory"
+        )
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:

@@ -144,6 +144,10 @@ class ServerProcess:
                 "SIMULATOR_AUTO_TRADE": "false",
                 "INTERNAL_TOKEN": TOKEN,
                 "MAX_CONNECTIONS_PER_USER": "1000",
+                # every client comes from 127.0.0.1: no per-address limits
+                "MAX_CONNECTIONS_PER_ADDRESS": "0",
+                "WS_UPGRADE_RATE": "100000",
+                "WS_UPGRADE_BURST": "100000",
                 "BATCH_WINDOW_MS": str(batch_window_ms),
                 "LOG_LEVEL": log_level,
             }

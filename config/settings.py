@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import ipaddress
 import math
 import os
 import secrets
@@ -88,6 +89,18 @@ def _parse_origins(name: str, raw: str) -> tuple[str, ...]:
     return origins
 
 
+def _parse_networks(name: str, raw: str) -> tuple[str, ...]:
+    nets = tuple(n.strip() for n in raw.split(",") if n.strip())
+    for net in nets:
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError:
+            raise SettingsError(
+                f"{name}: {net!r} is not an IP address or network (such as 10.0.0.0/8)"
+            ) from None
+    return nets
+
+
 @dataclass(frozen=True)
 class Settings:
     """The server's validated settings. Build with :func:`load_settings`, not directly.
@@ -124,6 +137,20 @@ class Settings:
     simulator_auto_trade: bool = True
     data_dir: str = "var"
     event_loop: str = "asyncio"
+    outbox_max_events: int = 10_000
+    login_hash_workers: int = 1
+    login_max_pending: int = 16
+    login_free_failures: int = 5
+    login_backoff_max_s: float = 300.0
+    ws_message_rate: float = 50.0
+    ws_message_burst: int = 200
+    ws_upgrade_rate: float = 10.0
+    ws_upgrade_burst: int = 40
+    max_connections_per_address: int = 128
+    idle_connection_timeout_s: float = 60.0
+    body_timeout_s: float = 15.0
+    trusted_proxies: tuple[str, ...] = ()
+    session_purge_interval_s: float = 3600.0
     demo: bool = True
 
     def origins(self) -> tuple[str, ...]:
@@ -179,6 +206,20 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "simulator_auto_trade": _parse_bool,
     "data_dir": lambda n, v: v.strip() or "var",
     "event_loop": lambda n, v: _parse_choice(n, v, ("asyncio", "uvloop")),
+    "outbox_max_events": lambda n, v: _parse_int(n, v, minimum=100),
+    "login_hash_workers": lambda n, v: _parse_int(n, v, minimum=1, maximum=64),
+    "login_max_pending": lambda n, v: _parse_int(n, v, minimum=1, maximum=10_000),
+    "login_free_failures": lambda n, v: _parse_int(n, v, minimum=1, maximum=1000),
+    "login_backoff_max_s": lambda n, v: _parse_float(n, v, minimum=1.0),
+    "ws_message_rate": lambda n, v: _parse_float(n, v, minimum=1.0),
+    "ws_message_burst": lambda n, v: _parse_int(n, v, minimum=1),
+    "ws_upgrade_rate": lambda n, v: _parse_float(n, v, minimum=0.1),
+    "ws_upgrade_burst": lambda n, v: _parse_int(n, v, minimum=1),
+    "max_connections_per_address": lambda n, v: _parse_int(n, v, minimum=0),
+    "idle_connection_timeout_s": lambda n, v: _parse_float(n, v, minimum=1.0),
+    "body_timeout_s": lambda n, v: _parse_float(n, v, minimum=1.0),
+    "trusted_proxies": _parse_networks,
+    "session_purge_interval_s": lambda n, v: _parse_float(n, v, minimum=1.0),
 }
 
 SETTINGS_HELP: dict[str, str] = {
@@ -210,6 +251,20 @@ SETTINGS_HELP: dict[str, str] = {
     "simulator_auto_trade": "demo mode: the simulator places orders for the demo traders",
     "data_dir": "directory for the SQLite file and the generated demo secret",
     "event_loop": "asyncio (default) or uvloop (the libuv loop; see bench/README.md)",
+    "outbox_max_events": "events held while Redis is unreachable (beyond: snapshots dropped)",
+    "login_hash_workers": "threads checking passwords (scrypt) off the event loop",
+    "login_max_pending": "logins hashing or waiting at once; more answer 503 + Retry-After",
+    "login_free_failures": "wrong logins per address and per username before backoff starts",
+    "login_backoff_max_s": "longest login backoff in seconds (doubling from 1 s; 429)",
+    "ws_message_rate": "client frames per second per connection (over: 1008)",
+    "ws_message_burst": "client frames one connection may send in a burst",
+    "ws_upgrade_rate": "WebSocket upgrade attempts per second per client address (over: 429)",
+    "ws_upgrade_burst": "WebSocket upgrade attempts one address may make in a burst",
+    "max_connections_per_address": "open connections per client address (0: no cap)",
+    "idle_connection_timeout_s": "seconds an HTTP connection may idle or send headers",
+    "body_timeout_s": "seconds a client may take to send a request body",
+    "trusted_proxies": "proxy addresses/networks whose X-Forwarded-* headers count",
+    "session_purge_interval_s": "seconds between deletions of expired sessions",
 }
 
 
@@ -279,7 +334,16 @@ def load_settings(
 
 
 def _demo_secret(data_dir: str) -> str:
-    path = Path(data_dir) / "secret_key"
+    try:
+        return _read_or_make_secret(Path(data_dir) / "secret_key")
+    except OSError as exc:
+        raise SettingsError(
+            f"DATA_DIR {data_dir!r} is not a usable directory ({exc.strerror or exc}): "
+            "point DATA_DIR at a writable directory"
+        ) from None
+
+
+def _read_or_make_secret(path: Path) -> str:
     if path.exists():
         value = path.read_text().strip()
         if len(value) < 16:

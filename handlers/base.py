@@ -15,8 +15,11 @@ import ujson
 from tornado.web import HTTPError, RequestHandler
 
 from config.settings import Settings
+from handlers.headers import apply_security_headers
+from storage.db import StorageError
 from streaming.auth import COOKIE_NAME, Authenticated, SessionAuth
 from streaming.manager import StreamManager
+from streaming.ratelimit import KeyedBuckets, retry_after_header
 from streaming.service import PortfolioService
 
 __all__ = ["Context", "BaseHandler", "ApiError", "NotFoundHandler"]
@@ -34,15 +37,23 @@ class Context:
     service: PortfolioService
     #: More sections for the admin stats: values, or callables evaluated per request.
     extra_status: dict[str, Any] = field(default_factory=dict)
+    #: WebSocket upgrade attempts per client address (None: unlimited).
+    upgrades: KeyedBuckets | None = None
 
 
 class ApiError(HTTPError):
-    """An HTTP error with a machine-readable ``code`` for the JSON body."""
+    """An HTTP error with a machine-readable ``code`` for the JSON body.
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    ``retry_after_s``, when given, becomes the ``Retry-After`` header (whole seconds, >= 1).
+    """
+
+    def __init__(
+        self, status: int, code: str, message: str, retry_after_s: float | None = None
+    ) -> None:
         super().__init__(status, reason=None, log_message=message)
         self.code = code
         self.message = message
+        self.retry_after = None if retry_after_s is None else retry_after_header(retry_after_s)
 
 
 class BaseHandler(RequestHandler):
@@ -59,7 +70,7 @@ class BaseHandler(RequestHandler):
     def set_default_headers(self) -> None:
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.set_header("Cache-Control", "no-store")
-        self.set_header("X-Content-Type-Options", "nosniff")
+        apply_security_headers(self)
 
     def write_json(self, payload: Any, status: int = 200) -> None:
         """Finish the request with ``payload`` as JSON and HTTP ``status``."""
@@ -70,6 +81,8 @@ class BaseHandler(RequestHandler):
         exc = kwargs.get("exc_info", (None, None))[1]
         if isinstance(exc, ApiError):
             code, message = exc.code, exc.message
+            if exc.retry_after is not None:
+                self.set_header("Retry-After", exc.retry_after)
         elif isinstance(exc, HTTPError) and exc.log_message:
             code, message = (
                 "http_error",
@@ -79,6 +92,16 @@ class BaseHandler(RequestHandler):
             code, message = "http_error", self._reason
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.finish(ujson.dumps({"error": {"code": code, "message": message}}))
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        """Log as Tornado does, except throttling refusals (429).
+
+        A flood must not flood the log; refusals are counted in ``folio_login_attempts`` and
+        ``folio_http_refused``.
+        """
+        if isinstance(value, ApiError) and value.status_code == 429:
+            return
+        super().log_exception(typ, value, tb)
 
     def json_body(self) -> dict[str, Any]:
         """Decode the request body as a JSON object.
@@ -99,8 +122,18 @@ class BaseHandler(RequestHandler):
         return self.get_cookie(COOKIE_NAME)
 
     async def authenticate(self) -> Authenticated | None:
-        """Look up the session cookie; sets and returns :attr:`auth_result`."""
-        self.auth_result = await self.ctx.auth.verify(self.session_token())
+        """Look up the session cookie; sets and returns :attr:`auth_result`.
+
+        Raises:
+            ApiError: 503 ``storage_unavailable`` when the session store cannot be read.
+        """
+        try:
+            self.auth_result = await self.ctx.auth.verify(self.session_token())
+        except StorageError:
+            self.ctx.manager.metrics.storage_errors.inc()
+            raise ApiError(
+                503, "storage_unavailable", "sessions cannot be checked now: try again later"
+            ) from None
         return self.auth_result
 
     async def require_user(self) -> Authenticated:
@@ -121,7 +154,7 @@ class BaseHandler(RequestHandler):
             ApiError: 403 ``bad_origin``.
         """
         origin = self.request.headers.get("Origin")
-        if origin is not None and origin.rstrip("/") not in self.ctx.settings.origins():
+        if origin is not None and origin not in self.ctx.settings.origins():
             raise ApiError(403, "bad_origin", f"origin {origin!r} is not allowed")
 
 

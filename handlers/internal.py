@@ -4,7 +4,8 @@
 the hook is disabled and always answers 401). Body ``{"userId", "type", "data"}``; ``data`` is
 validated against the schema of ``type`` (:func:`streaming.events.validate_pushed_event`, shared
 with the Redis ingest).
-→ 202 ``{"accepted": true}``; bad body → 400 naming the field; unknown user → 404.
+→ 202 ``{"accepted": true}``; bad body → 400 naming every failing field; unknown user → 404;
+storage failing → 503. No input makes it answer 500.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import hmac
 
 from handlers.base import ApiError, BaseHandler
+from storage.db import StorageError
 from streaming.events import EventValidationError, validate_pushed_event
 
 __all__ = ["InternalEventsHandler"]
@@ -37,7 +39,12 @@ class InternalEventsHandler(BaseHandler):
             user_id, type_, data = validate_pushed_event(self.json_body())
         except EventValidationError as exc:
             raise ApiError(400, "invalid_field", str(exc)) from None
-        if await self.ctx.auth.store.get_user(int(user_id)) is None:
+        try:
+            user = await self.ctx.auth.store.get_user(int(user_id))
+        except StorageError:
+            self.ctx.manager.metrics.storage_errors.inc()
+            raise ApiError(503, "storage_unavailable", "users cannot be read now") from None
+        if user is None:
             raise ApiError(404, "unknown_user", f"userId: no user {user_id}")
         self.ctx.manager.emit(user_id, type_, data)
         self.write_json({"accepted": True}, status=202)

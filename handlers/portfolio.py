@@ -37,7 +37,29 @@ class PortfolioHandler(BaseHandler):
 
 
 class HealthHandler(BaseHandler):
-    """``GET /api/health`` → ``{"status": "ok", "realtime": <ENABLE_REALTIME_PORTFOLIO>}``."""
+    """``GET /api/health`` (no session) → liveness and the state of what the server depends on.
+
+    ``{"status": "ok" | "degraded", "realtime": <ENABLE_REALTIME_PORTFOLIO>,
+    "storage": "ok" | "failing", "broker": "ok" | "stale", "redis": "ok" | "down" | "off"}``.
+    ``status`` is ``degraded`` when storage fails or Redis is down (the broker being stale is
+    normal outside market hours). Always 200 while the process answers: it is a liveness probe;
+    details (the storage error) are in the admin stats, not here.
+    """
 
     def get(self) -> None:
-        self.write_json({"status": "ok", "realtime": self.ctx.settings.enable_realtime_portfolio})
+        ctx = self.ctx
+        storage = "ok" if ctx.auth.store.fault is None else "failing"
+        broker = "stale" if ctx.service.stale else "ok"
+        redis_status = ctx.extra_status.get("redis")
+        fanout = redis_status().get("fanout") if callable(redis_status) else None
+        redis = "off" if fanout is None else ("ok" if fanout else "down")
+        degraded = storage != "ok" or redis == "down"
+        self.write_json(
+            {
+                "status": "degraded" if degraded else "ok",
+                "realtime": ctx.settings.enable_realtime_portfolio,
+                "storage": storage,
+                "broker": broker,
+                "redis": redis,
+            }
+        )

@@ -82,8 +82,14 @@ class PreparedFrameProtocol(WebSocketProtocol13):
         return True
 
 
-def prepared_protocol(handler: WebSocketHandler) -> PreparedFrameProtocol | None:
+def prepared_protocol(
+    handler: WebSocketHandler, protocol: type[PreparedFrameProtocol] = PreparedFrameProtocol
+) -> PreparedFrameProtocol | None:
     """Build the protocol for ``handler``'s upgrade, as ``WebSocketHandler.get_websocket_protocol``.
+
+    Args:
+        handler: the handler being upgraded.
+        protocol: the class to build (a subclass may add mixins, e.g. strict frame checks).
 
     Returns:
         The protocol for ``Sec-WebSocket-Version: 13``, or None (Tornado answers 426).
@@ -96,7 +102,7 @@ def prepared_protocol(handler: WebSocketHandler) -> PreparedFrameProtocol | None
         max_message_size=handler.max_message_size,
         compression_options=handler.get_compression_options(),
     )
-    return PreparedFrameProtocol(handler, False, params)
+    return protocol(handler, False, params)
 
 
 def unsent_bytes(protocol: object) -> int:

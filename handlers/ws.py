@@ -5,12 +5,21 @@ Before the upgrade (no socket is opened when refused):
 - no valid, unrevoked ``session`` cookie → HTTP 401 (REQ-1);
 - an ``Origin`` outside ``ALLOWED_ORIGINS`` → HTTP 403 (:meth:`check_origin`; cookie-authenticated
   WebSockets are open to cross-site hijacking otherwise);
+- more than ``WS_UPGRADE_BURST`` upgrade attempts from one address at once (refilled at
+  ``WS_UPGRADE_RATE`` a second) → HTTP 429 with ``Retry-After``, before the session is looked up;
 - with ``ENABLE_REALTIME_PORTFOLIO=false`` this handler is not routed at all (404).
 
 After it: the user's 6th connection gets an ``error`` ``max_connections`` and is closed with 1008
 (REQ-3). Frames over ``MAX_MESSAGE_BYTES`` are closed with 1009 by Tornado
-(``websocket_max_message_size``). Every other bad frame gets an ``error`` and the connection stays
-open. Exceptions in message handling are logged and close only this connection with 1011.
+(``websocket_max_message_size``). Frames breaking RFC 6455 are closed with 1002 or 1007
+(:mod:`handlers.ws_strict`). More than ``WS_MESSAGE_BURST`` messages at once (refilled at
+``WS_MESSAGE_RATE`` a second) get an ``error`` ``rate_limited``; a client still sending while over
+the limit is closed with 1008. A ``subscribe`` with ``lastSeq`` while the previous replay is still
+being written to the socket, or beyond ``REPLAY_BURST`` replays at once (refilled at
+``REPLAY_RATE`` a second), gets an ``error`` ``replay_in_progress`` (one replay in flight per
+connection, no replay amplification). Every other bad frame gets an ``error`` and the
+connection stays open. Exceptions in message handling are logged and close only this connection
+with 1011.
 
 Sending: every server→client message is a :class:`streaming.frames.PreparedMessage`, written by
 :mod:`handlers.tornado_ws` (permessage-deflate negotiated without context takeover, so an idle
@@ -24,18 +33,24 @@ the connection with 4002 rather than letting server memory grow.
 from __future__ import annotations
 
 import logging
+from asyncio import Future
 from typing import Any
 
+from tornado.iostream import StreamClosedError
 from tornado.websocket import WebSocketClosedError, WebSocketHandler, WebSocketProtocol
 
 from handlers.base import Context
+from handlers.headers import apply_security_headers
 from handlers.tornado_ws import PreparedFrameProtocol, prepared_protocol, unsent_bytes
+from handlers.ws_strict import StrictFramesMixin
+from storage.db import StorageError
 from streaming.auth import COOKIE_NAME
 from streaming.closecodes import CloseCode
 from streaming.events import EventType
 from streaming.frames import PreparedMessage
 from streaming.hub import Sent
 from streaming.protocol import ProtocolError, parse_client_message
+from streaming.ratelimit import TokenBucket, retry_after_header
 from streaming.subscription import Subscription
 
 __all__ = ["PortfolioSocket", "MAX_BUFFERED_BYTES"]
@@ -44,6 +59,17 @@ log = logging.getLogger(__name__)
 
 #: Bytes allowed to wait in one connection's write buffer before it is closed with 4002.
 MAX_BUFFERED_BYTES = 4 * 1024 * 1024
+#: Replays (``subscribe`` with ``lastSeq``) one connection may ask for: a burst of 3, then one
+#: a second — a reconnecting client needs one; more is replay amplification (issue 7).
+REPLAY_RATE, REPLAY_BURST = 1.0, 3
+
+
+class FolioProtocol(StrictFramesMixin, PreparedFrameProtocol):
+    """The protocol of ``/ws/portfolio``: strict reading, prepared writing.
+
+    Frames from clients are checked strictly (1002/1007, :mod:`handlers.ws_strict`); frames to
+    clients are written prepared (:mod:`handlers.tornado_ws`).
+    """
 
 
 class PortfolioSocket(WebSocketHandler):
@@ -63,8 +89,37 @@ class PortfolioSocket(WebSocketHandler):
         return ctx
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
-        """Authorise the upgrade request (401 without a valid session), then upgrade."""
-        auth = await self.ctx.auth.verify(self.get_cookie(COOKIE_NAME))
+        """Authorise the upgrade request, then upgrade.
+
+        429 over the per-address upgrade rate, 401 without a valid session.
+        """
+        upgrades = self.ctx.upgrades
+        if upgrades is not None and not upgrades.take(self.request.remote_ip or ""):
+            self.ctx.manager.metrics.http_refused.labels(reason="upgrade_rate").inc()
+            self.set_status(429)
+            self.set_header("Content-Type", "application/json; charset=utf-8")
+            self.set_header("Retry-After", retry_after_header(1.0))
+            self.finish(
+                '{"error": {"code": "too_many_attempts", '
+                '"message": "too many connection attempts: wait before trying again"}}'
+            )
+            return
+        origin = self.request.headers.get("Origin")
+        if origin is not None and not self.check_origin(origin):
+            # Checked here, not only by Tornado: since 6.6 Tornado skips check_origin when
+            # Origin matches Host or Sec-Fetch-Site says same-origin (DNS rebinding passes both).
+            self.set_status(403)
+            self.set_header("Content-Type", "application/json; charset=utf-8")
+            self.finish('{"error": {"code": "bad_origin", "message": "origin not allowed"}}')
+            return
+        try:
+            auth = await self.ctx.auth.verify(self.get_cookie(COOKIE_NAME))
+        except StorageError:
+            self.ctx.manager.metrics.storage_errors.inc()
+            self.set_status(503)
+            self.set_header("Content-Type", "application/json; charset=utf-8")
+            self.finish('{"error": {"code": "storage_unavailable", "message": "try again later"}}')
+            return
         if auth is None:
             self.set_status(401)
             self.set_header("Content-Type", "application/json; charset=utf-8")
@@ -77,23 +132,28 @@ class PortfolioSocket(WebSocketHandler):
         self._registered = False
         await super().get(*args, **kwargs)
 
+    def set_default_headers(self) -> None:
+        """Security headers on the refusals (401/403/429 JSON) too (issue 7)."""
+        apply_security_headers(self)
+
     def check_origin(self, origin: str) -> bool:
-        """Accept only ``ALLOWED_ORIGINS`` (default: the server's own origin)."""
-        return origin.rstrip("/") in self.ctx.settings.origins()
+        """Accept only an ``Origin`` exactly in ``ALLOWED_ORIGINS`` (default: the server's own).
+
+        Exact string comparison: no trailing-slash, case or other header (``Host``,
+        ``X-Forwarded-Host``) can widen it. Requests without ``Origin`` are not from a browser
+        (browsers always send it on upgrades), so cross-site hijacking does not apply to them.
+        """
+        return origin in self.ctx.settings.origins()
 
     def get_compression_options(self) -> dict[str, Any] | None:
         """Enable permessage-deflate (RFC 7692): portfolio JSON compresses well."""
         return {}
 
-    def get_websocket_protocol(self) -> WebSocketProtocol | None:
-        """Use :class:`~handlers.tornado_ws.PreparedFrameProtocol` (prepared frames)."""
-        return prepared_protocol(self)
-
     async def open(self, *args: str, **kwargs: str) -> None:
         """Register with the manager, or refuse a connection over the per-user limit."""
         self.set_nodelay(True)
         manager = self.ctx.manager
-        if not manager.connect(self):
+        if not await manager.admit(self):
             log.info("user %s refused: maximum connections exceeded", self.user_id)
             await manager.control(
                 self,
@@ -103,6 +163,36 @@ class PortfolioSocket(WebSocketHandler):
             self.close(CloseCode.POLICY_VIOLATION, "Maximum connections exceeded")
             return
         self._registered = True
+        # -- issue 7: per-connection message rate limit and one replay in flight.
+        s = self.ctx.settings
+        self._bucket = TokenBucket(s.ws_message_rate, s.ws_message_burst)
+        self._rate_warned = False
+        self._replay_written: Any = None
+        self._replays = TokenBucket(REPLAY_RATE, REPLAY_BURST)
+
+    def _over_rate(self) -> bool:
+        """Take a token; on the first refusal warn (``rate_limited``), on the next close 1008."""
+        if self._bucket.take():
+            self._rate_warned = False
+            return False
+        if self._rate_warned:
+            log.info("user %s closed: message rate limit exceeded", self.user_id)
+            self.close(CloseCode.POLICY_VIOLATION, "Rate limit exceeded")
+        else:
+            self._rate_warned = True
+        return True
+
+    def _replay_in_flight(self) -> bool:
+        """True while the frames of this connection's last replay are not all written out."""
+        return self._replay_written is not None and not self._replay_written.done()
+
+    def _mark_replay_written(self) -> None:
+        """Remember when everything queued so far (the replay) has reached the kernel."""
+        stream = getattr(self.ws_connection, "stream", None)
+        try:
+            self._replay_written = stream.write(b"") if stream is not None else None
+        except StreamClosedError:
+            self._replay_written = None
 
     async def on_message(self, message: str | bytes) -> None:
         """Parse one frame (the only place) and hand it to the manager."""
@@ -110,16 +200,46 @@ class PortfolioSocket(WebSocketHandler):
             return
         manager = self.ctx.manager
         manager.seen(self)
+        if self._over_rate():
+            if not self.ws_connection or self.ws_connection.is_closing():
+                return
+            await manager.error(self, "rate_limited", "too many messages: slow down")
+            return
         try:
             msg = parse_client_message(message)
         except ProtocolError as exc:
             await manager.error(self, exc.code, exc.message)
             return
+        replay = msg.type == "subscribe" and msg.last_seq is not None
+        if replay and (self._replay_in_flight() or not self._replays.take()):
+            await manager.error(
+                self, "replay_in_progress", "the previous replay is still being sent"
+            )
+            return
         try:
             await manager.handle(self, msg)
+            if replay:
+                self._mark_replay_written()
         except Exception:
             log.exception("error handling a message from user %s", self.user_id)
             self.close(CloseCode.INTERNAL_ERROR, "Internal error")
+
+    def write_message(
+        self, message: bytes | str | dict[str, Any], binary: bool = False
+    ) -> Future[None]:
+        """Tornado's ``write_message``, with its future's exception retrieved (issue 7).
+
+        Fan-out does not await each frame; a client vanishing with frames still queued fails
+        those futures with ``WebSocketClosedError``, which asyncio otherwise reports as "Task
+        exception was never retrieved" one traceback per frame. Callers that await still see it.
+        """
+        future = super().write_message(message, binary)
+        future.add_done_callback(_retrieve)
+        return future
+
+    def get_websocket_protocol(self) -> WebSocketProtocol | None:
+        """:class:`FolioProtocol`: strict RFC 6455 reading, prepared frames for writing."""
+        return prepared_protocol(self, FolioProtocol)
 
     def on_pong(self, data: bytes) -> None:
         """A pong counts as life (heartbeat)."""
@@ -159,3 +279,8 @@ class PortfolioSocket(WebSocketHandler):
             super().ping(data)
         except WebSocketClosedError:
             pass
+
+
+def _retrieve(future: Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()

@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from storage.crypto import KeyBox, hash_password, verify_password
+from storage.crypto import KeyBox, PasswordHasher
 
 __all__ = [
     "User",
@@ -31,6 +31,7 @@ __all__ = [
     "LinkedAccount",
     "Store",
     "UserExistsError",
+    "StorageError",
     "open_store",
 ]
 
@@ -39,6 +40,15 @@ MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
 class UserExistsError(ValueError):
     """A user with that username already exists."""
+
+
+class StorageError(RuntimeError):
+    """The database cannot be read or written now (disk full, read-only, connection lost).
+
+    Raised instead of the engine's own error (``sqlite3.OperationalError``,
+    ``psycopg.OperationalError``) so callers can fail safe (answer 503) without knowing the
+    engine. The message names the cause; the engine's error is chained.
+    """
 
 
 @dataclass(frozen=True)
@@ -97,8 +107,19 @@ class Store(ABC):
 
     dialect: str = ""
 
-    def __init__(self, secret_key: str) -> None:
+    def __init__(self, secret_key: str, hasher: PasswordHasher | None = None) -> None:
         self._box = KeyBox(secret_key)
+        #: Password hashing off the event loop (bounded thread pool).
+        self.hasher = hasher or PasswordHasher()
+        #: The last storage fault (one line), None while the last write succeeded.
+        self.fault: str | None = None
+
+    def _note(self, sql: str, error: BaseException | None) -> None:
+        """Track storage health: a failure sets :attr:`fault`, a successful write clears it."""
+        if error is not None:
+            self.fault = f"{type(error).__name__}: {error}".splitlines()[0][:200]
+        elif self.fault is not None and not sql.lstrip().upper().startswith("SELECT"):
+            self.fault = None
 
     # -- primitives -------------------------------------------------------------------------
     @abstractmethod
@@ -182,7 +203,7 @@ class Store(ABC):
             raise UserExistsError(f"user {username!r} already exists")
         await self._query(
             "INSERT INTO users (username, password_hash, is_admin, created_at) VALUES (?, ?, ?, ?)",
-            (username, hash_password(password), is_admin, self._ts(_now())),
+            (username, await self.hasher.hash(password), is_admin, self._ts(_now())),
         )
         user = await self.get_user_by_name(username)
         assert user is not None
@@ -208,15 +229,23 @@ class Store(ABC):
         return [User(r[0], r[1], bool(r[2])) for r in rows]
 
     async def authenticate(self, username: str, password: str) -> User | None:
-        """Return the user when ``password`` is right, else None (same cost either way)."""
+        """Return the user when ``password`` is right, else None (same cost either way).
+
+        The scrypt check runs in :attr:`hasher`'s worker threads, never on the event loop.
+
+        Raises:
+            storage.crypto.HasherBusy: too many logins are being checked at once.
+            StorageError: the database cannot be read.
+        """
         rows = await self._query(
             "SELECT id, username, is_admin, password_hash FROM users WHERE username = ?",
             (username,),
         )
         if not rows:
-            verify_password(password, _dummy_hash())  # keep timing flat for unknown users
+            # Keep timing flat for unknown users.
+            await self.hasher.verify(password, await _dummy_hash(self.hasher))
             return None
-        if not verify_password(password, rows[0][3]):
+        if not await self.hasher.verify(password, rows[0][3]):
             return None
         return User(rows[0][0], rows[0][1], bool(rows[0][2]))
 
@@ -296,19 +325,42 @@ class Store(ABC):
         return session, User(int(r[1]), r[5], bool(r[6]))
 
     async def revoke_session(self, sid: str) -> None:
-        """Mark ``sid`` revoked; a revoked session is refused everywhere."""
+        """Mark ``sid`` revoked; a revoked session is refused everywhere.
+
+        Raises:
+            StorageError: the database cannot be written.
+        """
         await self._query(
             "UPDATE sessions SET revoked_at = ? WHERE sid = ? AND revoked_at IS NULL",
             (self._ts(_now()), sid),
         )
 
+    async def purge_sessions(self, keep_revoked_s: float = 86400.0) -> int:
+        """Delete expired sessions and those revoked more than ``keep_revoked_s`` seconds ago.
+
+        A deleted session is refused like a revoked one (its ``sid`` is no longer found).
+
+        Returns:
+            How many rows were deleted.
+
+        Raises:
+            StorageError: the database cannot be written.
+        """
+        now = _now()
+        params = (self._ts(now), self._ts(now - timedelta(seconds=keep_revoked_s)))
+        where = "expires_at < ? OR (revoked_at IS NOT NULL AND revoked_at < ?)"
+        rows = await self._query(f"SELECT COUNT(*) FROM sessions WHERE {where}", params)
+        if rows and rows[0][0]:
+            await self._query(f"DELETE FROM sessions WHERE {where}", params)
+        return int(rows[0][0]) if rows else 0
+
 
 _DUMMY: list[str] = []
 
 
-def _dummy_hash() -> str:
+async def _dummy_hash(hasher: PasswordHasher) -> str:
     if not _DUMMY:
-        _DUMMY.append(hash_password("not-a-password"))
+        _DUMMY.append(await hasher.hash("not-a-password"))
     return _DUMMY[0]
 
 
@@ -317,8 +369,8 @@ class SqliteStore(Store):
 
     dialect = "sqlite"
 
-    def __init__(self, path: str, secret_key: str) -> None:
-        super().__init__(secret_key)
+    def __init__(self, path: str, secret_key: str, hasher: PasswordHasher | None = None) -> None:
+        super().__init__(secret_key, hasher)
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -326,7 +378,13 @@ class SqliteStore(Store):
         self._conn.execute("PRAGMA journal_mode = WAL")
 
     async def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        return self._conn.execute(sql, tuple(params)).fetchall()
+        try:
+            rows = self._conn.execute(sql, tuple(params)).fetchall()
+        except sqlite3.OperationalError as exc:  # disk full, read-only, I/O error, locked
+            self._note(sql, exc)
+            raise StorageError(f"SQLite: {exc}") from exc
+        self._note(sql, None)
+        return rows
 
     async def _script(self, sql: str, version: str) -> None:
         now = _now().isoformat()
@@ -348,15 +406,19 @@ class SqliteStore(Store):
 
     async def close(self) -> None:
         self._conn.close()
+        self.hasher.close()
 
 
 class PostgresStore(Store):
-    """PostgreSQL engine (psycopg 3 ``AsyncConnection``, autocommit, one connection + lock)."""
+    """PostgreSQL engine (psycopg 3 ``AsyncConnection``, autocommit, one connection + lock).
+
+    A statement on a lost connection fails with :class:`StorageError`; the next one reconnects.
+    """
 
     dialect = "postgres"
 
-    def __init__(self, url: str, secret_key: str) -> None:
-        super().__init__(secret_key)
+    def __init__(self, url: str, secret_key: str, hasher: PasswordHasher | None = None) -> None:
+        super().__init__(secret_key, hasher)
         self._url = url
         self._conn: Any = None
         self._lock = asyncio.Lock()
@@ -372,9 +434,20 @@ class PostgresStore(Store):
         self._conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
 
     async def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        import psycopg
+
         async with self._lock:
-            cur = await self._conn.execute(sql.replace("?", "%s"), tuple(params))
-            return list(await cur.fetchall()) if cur.description else []
+            try:
+                if self._conn is None or self._conn.closed or self._conn.broken:
+                    # the connection was lost (server restart, terminated backend): reconnect
+                    await self.connect()
+                cur = await self._conn.execute(sql.replace("?", "%s"), tuple(params))
+                rows = list(await cur.fetchall()) if cur.description else []
+            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                self._note(sql, exc)
+                raise StorageError(f"PostgreSQL: {exc}") from exc
+        self._note(sql, None)
+        return rows
 
     async def _script(self, sql: str, version: str) -> None:
         async with self._lock, self._conn.transaction():
@@ -392,15 +465,19 @@ class PostgresStore(Store):
     async def close(self) -> None:
         if self._conn is not None:
             await self._conn.close()
+        self.hasher.close()
 
 
-async def open_store(database_url: str, secret_key: str) -> Store:
+async def open_store(
+    database_url: str, secret_key: str, hasher: PasswordHasher | None = None
+) -> Store:
     """Open the store named by ``database_url`` and apply pending migrations.
 
     Args:
         database_url: ``sqlite:///relative.db``, ``sqlite:////absolute.db``, ``sqlite://:memory:``
             or ``postgresql://…``.
         secret_key: the server's ``SECRET_KEY`` (encrypts broker keys).
+        hasher: the password hasher (default: one worker thread, 16 pending).
 
     Returns:
         A migrated :class:`Store`.
@@ -412,9 +489,9 @@ async def open_store(database_url: str, secret_key: str) -> Store:
     store: Store
     if database_url.startswith("sqlite://"):
         path = database_url[len("sqlite:///") :] if database_url.startswith("sqlite:///") else ""
-        store = SqliteStore(path or ":memory:", secret_key)
+        store = SqliteStore(path or ":memory:", secret_key, hasher)
     elif database_url.startswith(("postgresql://", "postgres://")):
-        pg = PostgresStore(database_url, secret_key)
+        pg = PostgresStore(database_url, secret_key, hasher)
         await pg.connect()
         store = pg
     else:

@@ -28,16 +28,28 @@ import logging
 import threading
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tornado.ioloop import PeriodicCallback
 
 from streaming.service import PortfolioService
+from streaming.tasks import spawn
 
 __all__ = ["AlpacaBridge", "BridgeAccount", "Endpoints"]
 
 log = logging.getLogger(__name__)
+
+#: How many recently closed orders a sync reads (newest first) to learn which executions the
+#: REST view already counts.
+_CLOSED_ORDERS_READ = 200
+
+
+def _default_calendar() -> Any:
+    """Build the NYSE calendar (imported here: it loads pandas; call it off the IOLoop)."""
+    from streaming.market_calendar import MarketCalendar
+
+    return MarketCalendar("XNYS")
 
 
 @dataclass(frozen=True)
@@ -133,6 +145,9 @@ class AlpacaBridge:
         accounts_provider: coroutine function returning the current linked accounts; when
             given, it is asked before every periodic sync, so traders linked (``adduser``) or
             re-linked while the server runs get their stream without a restart.
+        calendar_factory: builds the exchange calendar used to sync right after each market
+            close and open (when the broker's ``last_equity`` and day change); None disables
+            those syncs. Called once, in an executor thread (loading it imports pandas).
     """
 
     def __init__(
@@ -146,6 +161,7 @@ class AlpacaBridge:
         sync_interval_s: float = 60.0,
         paper: bool = True,
         accounts_provider: Callable[[], Awaitable[list[BridgeAccount]]] | None = None,
+        calendar_factory: Callable[[], Any] | None = _default_calendar,
     ) -> None:
         self.service = service
         self.accounts = list(accounts)
@@ -163,6 +179,16 @@ class AlpacaBridge:
         self._clients: dict[str, Any] = {}
         self.syncs = 0
         self.sync_errors = 0
+        self._calendar_factory = calendar_factory
+        self._calendar: Any = None
+        self._boundary: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Future[None]] = set()
+        self._stopped = False
+        #: Seconds after a close/open at which the boundary sync runs (the broker needs a moment
+        #: to roll its day).
+        self.boundary_delay_s = 10.0
+        #: Time (UTC) of the next close/open sync, None until known.
+        self.next_boundary_sync: datetime | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -177,6 +203,48 @@ class AlpacaBridge:
         self._timers.append(PeriodicCallback(self.service.check_staleness, stale_tick))
         for timer in self._timers:
             timer.start()
+        if self._calendar_factory is not None:
+            self._schedule_boundary()
+
+    # -- trading-day boundaries -----------------------------------------------------------------
+    def _schedule_boundary(self) -> None:
+        """Sync every trader shortly after the next market close or open (NYSE calendar).
+
+        Alpaca's ``last_equity`` is the equity at the previous close; the day P&L base and the
+        realized P&L today change with the broker's trading day, which a periodic sync would
+        only notice up to ``sync_interval_s`` late.
+        """
+        task = asyncio.ensure_future(self._plan_boundary())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _plan_boundary(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            if self._calendar is None:
+                assert self._calendar_factory is not None
+                self._calendar = await loop.run_in_executor(None, self._calendar_factory)
+            calendar = self._calendar
+            now = datetime.now(UTC)
+            close, opening = await loop.run_in_executor(
+                None, lambda: (calendar.next_close(now), calendar.next_open(now))
+            )
+        except Exception:
+            log.exception("no market calendar: syncs at the close and open are off")
+            return
+        if self._stopped:
+            return
+        at = min(close, opening) + timedelta(seconds=self.boundary_delay_s)
+        self.next_boundary_sync = at
+        delay = max(0.0, (at - datetime.now(UTC)).total_seconds())
+        log.info("next close/open sync at %s", at.isoformat())
+        self._boundary = loop.call_later(delay, self._at_boundary)
+
+    def _at_boundary(self) -> None:
+        self._boundary = None
+        log.info("market close/open: syncing every trader for the broker's new day")
+        self._sync_soon()
+        self._schedule_boundary()
 
     def _start_trading(self, account: BridgeAccount) -> None:
         self.service.add_account(account.user_id)
@@ -224,6 +292,12 @@ class AlpacaBridge:
         for timer in self._timers:
             timer.stop()
         self._timers.clear()
+        if self._boundary is not None:
+            self._boundary.cancel()
+            self._boundary = None
+        for task in list(self._tasks):
+            task.cancel()
+        self._stopped = True
         threads = list(self._trading.values()) + ([self._data] if self._data else [])
         loop = asyncio.get_running_loop()
         # alpaca-py reports the normal close (1000) we cause here as a "websocket error" WARNING;
@@ -289,7 +363,7 @@ class AlpacaBridge:
         self._loop.call_soon_threadsafe(self.service.on_price, symbol, str(price), at)
 
     def _on_symbols(self, symbols: set[str]) -> None:
-        asyncio.ensure_future(self._resubscribe(symbols))
+        spawn(self._resubscribe(symbols), "bridge-resubscribe")
 
     async def _resubscribe(self, symbols: set[str]) -> None:
         """Subscribe market data for new symbols and unsubscribe closed ones (in an executor)."""
@@ -338,34 +412,65 @@ class AlpacaBridge:
             self._clients[account.user_id] = client
         return client
 
-    def _fetch(self, account: BridgeAccount) -> tuple[Any, Any, Any]:
+    def _fetch(self, account: BridgeAccount) -> tuple[Any, Any, Any, Any] | None:
+        """Read one trader's broker view so that no fill can fall between its reads.
+
+        Reads ``GET /v2/account``, ``/v2/positions``, the open orders, the recently closed
+        orders (their ``filled_qty`` tells the portfolio which executions the view already
+        counts), then the account again. Every execution moves cash, so equal cash in the two
+        account reads means no fill landed in between (two fills whose cash exactly cancels are
+        the one blind spot: the next sync corrects them).
+
+        Returns:
+            ``(account, positions, open orders, closed orders)`` as Alpaca JSON, or ``None``
+            when a fill landed between the reads (the caller retries).
+
+        Raises:
+            Exception: whatever alpaca-py raises for a failed request.
+        """
         from alpaca.trading.enums import QueryOrderStatus
         from alpaca.trading.requests import GetOrdersRequest
 
         client = self._client(account)
-        acct = client.get_account()
+        before = client.get_account()
         positions = client.get_all_positions()
         orders = client.get_orders(GetOrdersRequest(status=QueryOrderStatus.OPEN, limit=500))
-        return acct, positions, orders
+        closed = client.get_orders(
+            GetOrdersRequest(status=QueryOrderStatus.CLOSED, limit=_CLOSED_ORDERS_READ)
+        )
+        after = client.get_account()
+        if before.get("cash") != after.get("cash"):
+            return None
+        return after, positions, orders, closed
 
     async def sync_account(self, account: BridgeAccount, attempts: int = 3) -> bool:
-        """Fetch one trader's account, positions and open orders and reconcile; False on error.
+        """Fetch one trader's account, positions and orders and reconcile; False on error.
 
-        A sync whose REST calls overlapped a fill is discarded by the service (it could roll the
-        fill back) and retried up to ``attempts`` times, 0.5 s apart.
+        A sync whose REST reads saw a fill land between them (:meth:`_fetch`), or whose REST
+        calls overlapped a fill event arriving on the stream (the service discards it: it could
+        roll the fill back), is retried up to ``attempts`` times, 0.5 s apart.
         """
         loop = asyncio.get_running_loop()
         for attempt in range(attempts):
             before = self.service.fill_count(account.user_id)
             try:
-                acct, positions, orders = await loop.run_in_executor(None, self._fetch, account)
+                view = await loop.run_in_executor(None, self._fetch, account)
             except Exception as exc:
                 self.sync_errors += 1
                 log.warning("REST sync for trader %s failed: %s", account.user_id, exc)
                 return False
-            if self.service.on_sync(account.user_id, acct, positions, orders, fills_before=before):
-                self.syncs += 1
-                return True
+            if view is not None:
+                acct, positions, orders, closed = view
+                if self.service.on_sync(
+                    account.user_id,
+                    acct,
+                    positions,
+                    orders,
+                    closed_orders=closed,
+                    fills_before=before,
+                ):
+                    self.syncs += 1
+                    return True
             if attempt + 1 < attempts:
                 await asyncio.sleep(0.5)
         log.info(
@@ -378,7 +483,7 @@ class AlpacaBridge:
         await asyncio.gather(*(self.sync_account(a) for a in self.accounts))
 
     def _sync_soon(self) -> None:
-        asyncio.ensure_future(self._refresh_and_sync())
+        spawn(self._refresh_and_sync(), "bridge-sync-soon")
 
     def status(self) -> dict[str, Any]:
         """Return the bridge's state for the admin stats."""

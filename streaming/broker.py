@@ -25,7 +25,11 @@ from typing import Any
 
 from streaming.events import envelope
 
-__all__ = ["Broker", "Publication", "PublicationHandler"]
+__all__ = ["Broker", "BrokerUnavailable", "Publication", "PublicationHandler"]
+
+
+class BrokerUnavailable(ConnectionError):
+    """The engine's backing service (Redis) cannot be reached; the publish may be retried."""
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,10 @@ class Broker(ABC):
 
         Returns:
             The publication, with its ``seq`` and ``epoch``.
+
+        Raises:
+            BrokerUnavailable: the backing service is unreachable and nothing was published
+                (the caller keeps the event and retries).
         """
 
     @abstractmethod
@@ -117,6 +125,26 @@ class Broker(ABC):
 
     def unwatch(self, user_id: str) -> None:  # noqa: B027 - optional hook
         """Stop delivering ``user_id``'s publications here (its last connection went away)."""
+
+    async def acquire_slot(self, user_id: str, slot: str, limit: int) -> bool:
+        """Take one of ``user_id``'s ``limit`` connection slots for the whole deployment (REQ-3).
+
+        Args:
+            user_id: wire userId.
+            slot: a name for this connection, unique across processes.
+            limit: ``MAX_CONNECTIONS_PER_USER``.
+
+        Returns:
+            False when the user already holds ``limit`` slots anywhere. Engines serving one
+            process (the memory engine) always answer True: the hub's own count is the limit.
+        """
+        return True
+
+    def release_slot(self, user_id: str, slot: str) -> None:  # noqa: B027 - optional hook
+        """Give back a slot taken with :meth:`acquire_slot` (idempotent, never blocks)."""
+
+    async def refresh_slots(self, slots: list[tuple[str, str]]) -> None:  # noqa: B027
+        """Keep this process's ``(user_id, slot)`` pairs alive (slots of a dead process expire)."""
 
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Connect to the backing service, if any."""

@@ -18,7 +18,12 @@ class CloseCode(IntEnum):
     NORMAL = 1000
     #: The server is shutting down or restarting (RFC 6455): reconnect with backoff.
     GOING_AWAY = 1001
-    #: Policy violation (RFC 6455): sent with reason ``Maximum connections exceeded``.
+    #: Protocol error (RFC 6455): a frame broke RFC 6455 (unmasked, reserved opcode or bits,
+    #: stray continuation, bad close code); see handlers/ws_strict.py.
+    PROTOCOL_ERROR = 1002
+    #: Invalid frame payload data (RFC 6455): a text message that is not valid UTF-8.
+    INVALID_DATA = 1007
+    #: Policy violation (RFC 6455): ``Maximum connections exceeded`` or ``Rate limit exceeded``.
     POLICY_VIOLATION = 1008
     #: A frame over ``MAX_MESSAGE_BYTES`` (64 KiB) (RFC 6455).
     MESSAGE_TOO_BIG = 1009
@@ -35,6 +40,8 @@ class CloseCode(IntEnum):
     def reconnect(self) -> bool:
         """True when a client should reconnect (with backoff) after this code."""
         return self not in (
+            CloseCode.PROTOCOL_ERROR,
+            CloseCode.INVALID_DATA,
             CloseCode.SESSION_REVOKED,
             CloseCode.POLICY_VIOLATION,
             CloseCode.MESSAGE_TOO_BIG,

@@ -10,7 +10,8 @@ Every server→client message is a ``PortfolioEvent`` envelope (the design docum
 types are per-connection control messages. See ``docs/protocol.md`` for the full contract.
 
 :func:`validate_event_data` checks the ``data`` of events pushed by other services through the
-internal hook against the schemas below and raises :class:`EventValidationError` naming the field.
+internal hook against the schemas below and raises :class:`EventValidationError` naming every
+failing field.
 """
 
 from __future__ import annotations
@@ -139,12 +140,20 @@ def encode(message: Mapping[str, Any]) -> str:
 
 
 class EventValidationError(ValueError):
-    """Event data does not match its schema; ``field`` names the offending field (dotted path)."""
+    """Pushed event data does not match its schema.
 
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
+    ``errors`` lists every failing field as ``(field, message)`` (dotted paths such as
+    ``"data.symbol"``), in schema order; ``field`` and ``message`` are the first of them, and
+    ``str(error)`` joins all of them with ``"; "`` (the hook's 400 message and the ingest's
+    ``:rejected`` ``error`` field).
+    """
+
+    def __init__(
+        self, field: str, message: str, errors: list[tuple[str, str]] | None = None
+    ) -> None:
+        self.errors = errors or [(field, message)]
+        super().__init__("; ".join(f"{f}: {m}" for f, m in self.errors))
+        self.field, self.message = self.errors[0]
 
 
 # Field kinds: "str" non-empty string; "money" / "price" / "qty" / "percent" decimal strings in
@@ -159,6 +168,8 @@ _POSITION: dict[str, _Kind] = {
     "entryPrice": "price",
     "unrealizedPnl": "money",
     "unrealizedPnlPercent": "percent",
+    "realizedPnl?": "money",
+    "realizedPnlToday?": "money",
     "marketValue": "money",
     "side": ("enum", {"long", "short"}),
     "openedAt": "ts",
@@ -186,6 +197,7 @@ _ACCOUNT: dict[str, _Kind] = {
     "portfolioValue": "money",
     "dayPnl": "money",
     "dayPnlPercent": "percent",
+    "realizedPnlToday?": "money",
     "timestamp": "ts",
 }
 _TRADE: dict[str, _Kind] = {
@@ -218,14 +230,34 @@ _FORMATS: dict[str, Callable[[Decimal], str]] = {
 
 #: Plain decimal notation only ("-12.50", "0.5", ".5"): no exponent, underscore or bare dot, so
 #: every client's parser (the SPA's included) reads the value exactly as the server does.
-_PLAIN_DECIMAL = re.compile(r"^[+-]?(\d+(\.\d+)?|\.\d+)$")
+#: ASCII digits only (``re.ASCII``: no Arabic-Indic or fullwidth digits).
+_PLAIN_DECIMAL = re.compile(r"^[+-]?(\d+(\.\d+)?|\.\d+)$", re.ASCII)
+#: Bounds of a pushed decimal: digits before and after the point (no exponent is allowed at all).
+MAX_INT_DIGITS, MAX_FRACTION_DIGITS = 18, 10
+#: Ticker symbols: Alpaca's US equity symbols (``AAPL``, ``BRK.B``), upper-cased from ASCII.
+_SYMBOL = re.compile(r"^[A-Z][A-Z0-9.]{0,9}$", re.ASCII)
+#: A wire userId: the canonical decimal form of a positive 64-bit integer (no sign, no leading
+#: zero, ASCII digits only), so one user has exactly one spelling.
+_USER_ID = re.compile(r"^[1-9][0-9]{0,18}$", re.ASCII)
+_MAX_USER_ID = 2**63 - 1
+#: Longest free-text field ("str" kind: order ids, status, strategy id) and timestamp.
+MAX_STR_LEN, MAX_TS_LEN = 128, 40
+
+
+def _show(value: Any) -> str:
+    """``repr(value)`` cut to 40 characters, for error messages."""
+    try:
+        text = repr(value)
+    except ValueError:  # e.g. an int too long to print (sys.get_int_max_str_digits)
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _check(field: str, kind: _Kind, value: Any) -> Any:
     if isinstance(kind, tuple):
         if not isinstance(value, str) or value not in kind[1]:
             allowed = ", ".join(sorted(kind[1]))
-            raise EventValidationError(field, f"must be one of {allowed}, got {value!r}")
+            raise EventValidationError(field, f"must be one of {allowed}, got {_show(value)}")
         return value
     if kind == "bool":
         if not isinstance(value, bool):
@@ -234,29 +266,46 @@ def _check(field: str, kind: _Kind, value: Any) -> Any:
     if not isinstance(value, str) or not value:
         raise EventValidationError(field, "must be a non-empty string")
     if kind == "symbol":
-        if len(value) > 16 or not all(c.isalnum() or c in "./-" for c in value):
-            raise EventValidationError(field, f"is not a ticker symbol: {value!r}")
-        return value.upper()
+        upper = value.upper() if value.isascii() else value
+        if not _SYMBOL.match(upper):
+            raise EventValidationError(field, f"is not a ticker symbol: {_show(value)}")
+        return upper
     if kind in _FORMATS:
         if not _PLAIN_DECIMAL.match(value):
             if value.lower().lstrip("+-").startswith(("nan", "snan", "inf")):
-                raise EventValidationError(field, f"must be finite, got {value!r}")
-            raise EventValidationError(field, f"must be a decimal string, got {value!r}")
+                raise EventValidationError(field, f"must be finite, got {_show(value)}")
+            raise EventValidationError(field, f"must be a decimal string, got {_show(value)}")
+        whole, _, fraction = value.lstrip("+-").partition(".")
+        if len(whole.lstrip("0")) > MAX_INT_DIGITS or len(fraction) > MAX_FRACTION_DIGITS:
+            raise EventValidationError(
+                field,
+                f"must have at most {MAX_INT_DIGITS} digits before the point and "
+                f"{MAX_FRACTION_DIGITS} after, got {_show(value)}",
+            )
         try:
             number = Decimal(value)
-        except InvalidOperation:
-            raise EventValidationError(field, f"must be a decimal string, got {value!r}") from None
-        if not number.is_finite():
-            raise EventValidationError(field, f"must be finite, got {value!r}")
-        return _FORMATS[kind](number)
+            if not number.is_finite():
+                raise EventValidationError(field, f"must be finite, got {_show(value)}")
+            return _FORMATS[kind](number)
+        except (InvalidOperation, ArithmeticError, ValueError) as exc:
+            if isinstance(exc, EventValidationError):
+                raise
+            raise EventValidationError(
+                field, f"must be a decimal string, got {_show(value)}"
+            ) from None
     if kind == "ts":
+        bad = EventValidationError(field, f"must be an ISO 8601 timestamp, got {_show(value)}")
+        if len(value) > MAX_TS_LEN or not value.isascii():
+            raise bad
         try:
             datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
-            raise EventValidationError(
-                field, f"must be an ISO 8601 timestamp, got {value!r}"
-            ) from None
+            raise bad from None
         return value
+    if len(value) > MAX_STR_LEN or not value.isprintable() or not value.strip():
+        raise EventValidationError(
+            field, f"must be at most {MAX_STR_LEN} printable characters, got {_show(value)}"
+        )
     return value
 
 
@@ -273,45 +322,67 @@ def validate_event_data(type_: str, data: Any) -> dict[str, Any]:
         unknown fields dropped.
 
     Raises:
-        EventValidationError: with ``field`` set to ``"type"``, ``"data"`` or ``"data.<name>"``.
+        EventValidationError: naming every failing field (``"type"``, ``"data"`` or
+            ``"data.<name>"``) in ``errors``, the first in ``field``.
     """
     schema = SCHEMAS.get(type_)
     if schema is None:
         allowed = ", ".join(sorted(SCHEMAS))
-        raise EventValidationError("type", f"must be one of {allowed}, got {type_!r}")
+        raise EventValidationError("type", f"must be one of {allowed}, got {_show(type_)}")
     if not isinstance(data, dict):
         raise EventValidationError("data", "must be a JSON object")
     clean: dict[str, Any] = {}
+    errors: list[tuple[str, str]] = []
     for key, kind in schema.items():
         name = key.rstrip("?")
         optional = key.endswith("?")
         if name not in data or data[name] is None:
-            if optional:
-                continue
-            raise EventValidationError(f"data.{name}", "is required")
-        clean[name] = _check(f"data.{name}", kind, data[name])
+            if not optional:
+                errors.append((f"data.{name}", "is required"))
+            continue
+        try:
+            clean[name] = _check(f"data.{name}", kind, data[name])
+        except EventValidationError as exc:
+            errors.extend(exc.errors)
+    if errors:
+        raise EventValidationError(*errors[0], errors=errors)
     return clean
 
 
 def validate_pushed_event(body: Mapping[str, Any]) -> tuple[str, str, dict[str, Any]]:
     """Validate an event pushed by another service (internal hook body or Redis ingest entry).
 
+    Never raises anything else, whatever ``body`` holds (huge numbers, odd Unicode, wrong types).
+
     Args:
-        body: the decoded ``{"userId", "type", "data"}`` object. ``userId`` may be a digit
-            string or a JSON integer.
+        body: the decoded ``{"userId", "type", "data"}`` object. ``userId`` is the canonical
+            decimal string of a positive 64-bit id (``^[1-9][0-9]{0,18}$``, ASCII digits: no
+            ``"01"``, ``"١"`` or ``"１"``) or the same number as a JSON integer.
 
     Returns:
         ``(user_id, type, clean data)`` with ``data`` as :func:`validate_event_data` returns it.
 
     Raises:
-        EventValidationError: with ``field`` ``"userId"``, ``"type"``, ``"data"`` or
-            ``"data.<name>"``.
+        EventValidationError: naming every failing field (``"userId"``, ``"type"``, ``"data"``,
+            ``"data.<name>"``) in ``errors``.
     """
+    errors: list[tuple[str, str]] = []
     user_id = body.get("userId")
-    if isinstance(user_id, int) and not isinstance(user_id, bool):
+    if isinstance(user_id, int) and not isinstance(user_id, bool) and 0 < user_id <= _MAX_USER_ID:
         user_id = str(user_id)
-    if not isinstance(user_id, str) or not user_id.isdigit():
-        raise EventValidationError("userId", 'must be a user id string such as "1"')
+    if not isinstance(user_id, str) or not _USER_ID.match(user_id) or int(user_id) > _MAX_USER_ID:
+        errors.append(
+            ("userId", 'must be a user id string such as "1" (1 to 2^63-1, no zeros before)')
+        )
     type_ = body.get("type")
-    data = validate_event_data(type_ if isinstance(type_, str) else repr(type_), body.get("data"))
+    data: dict[str, Any] = {}
+    try:
+        data = validate_event_data(
+            type_ if isinstance(type_, str) else _show(type_), body.get("data")
+        )
+    except EventValidationError as exc:
+        errors.extend(exc.errors)
+    if errors:
+        raise EventValidationError(*errors[0], errors=errors)
+    assert isinstance(user_id, str)
     return user_id, str(type_), data

@@ -24,6 +24,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from streaming.tasks import spawn
+
 __all__ = ["SoleLeader", "RedisLeader"]
 
 log = logging.getLogger(__name__)
@@ -88,7 +90,7 @@ class RedisLeader:
         self._redis = aioredis.from_url(self.url, decode_responses=True)
         self._renew = self._redis.register_script(_RENEW_LUA)
         await self.tick()
-        self._task = asyncio.ensure_future(self._loop())
+        self._task = spawn(self._loop(), "leader-lease")
 
     async def tick(self) -> None:
         """Renew the lease if held, else try to take it; report changes."""
@@ -121,6 +123,8 @@ class RedisLeader:
         try:
             if self.is_leader:
                 await self._redis.eval(_RELEASE_LUA, 1, self.key, self.identity)
+        except Exception as exc:  # Redis away: the lease simply expires
+            log.warning("lease not released (%s); it expires by itself", exc)
         finally:
             self.is_leader = False
             await self._redis.aclose()

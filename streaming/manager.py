@@ -11,15 +11,20 @@ Flow of one update::
 It also answers client messages (:meth:`StreamManager.handle`): ``subscribe`` (then a
 ``snapshot`` or, when the client gives ``lastSeq``+``epoch`` still in history, a replay),
 ``unsubscribe`` and ``ping``; and it runs the heartbeat: a ping every ``heartbeat_interval_s``
-and a close with 4000 after ``heartbeat_timeout_s`` without any frame from the client. (Tornado's
-own ``websocket_ping_timeout`` is capped at the ping interval since 6.5, so 15 s / 30 s needs this
-accounting.)
+and a close with 4000 when a ping sent at least ``heartbeat_timeout_s`` ago is still unanswered
+(no frame at all from the client since) *and* the time the event loop itself stood still
+(:meth:`LoopLagMonitor.longest_stall_since`) is not what made it late: a stall is subtracted from
+the wait, so a server pause (GC, SIGSTOP, a long callback) never disconnects healthy clients.
+(Tornado's own ``websocket_ping_timeout`` is capped at the ping interval since 6.5, so 15 s / 30 s
+needs this accounting.)
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import secrets
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -28,7 +33,7 @@ from typing import Any, Protocol
 from tornado.ioloop import PeriodicCallback
 
 from streaming.batching import Batcher, Outgoing
-from streaming.broker import Broker, Publication
+from streaming.broker import Broker, BrokerUnavailable, Publication
 from streaming.closecodes import CloseCode
 from streaming.events import Channel, EventType, encode, envelope
 from streaming.frames import PreparedMessage
@@ -40,6 +45,9 @@ from streaming.protocol import ClientMessage
 from streaming.subscription import Subscription, filter_data
 
 __all__ = ["StreamManager", "SnapshotSource"]
+
+#: Event types whose loss a later complete snapshot repairs (outbox eviction order).
+_REPLACEABLE = frozenset({EventType.POSITION_UPDATE, EventType.ACCOUNT_UPDATE, EventType.BATCH})
 
 log = logging.getLogger(__name__)
 
@@ -95,12 +103,19 @@ class StreamManager:
         source: SnapshotSource | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        outbox_max_events: int = 10_000,
     ) -> None:
         self.broker = broker
+        self.outbox_max_events = outbox_max_events
+        #: Users whose events the outbox had to drop while the engine was down: their positions
+        #: and account are announced again (complete snapshots) once it is back.
+        self._resync: set[str] = set()
+        self.outbox_dropped = 0
+        self.engine_down_since: float | None = None
         self.hub = Hub(max_connections_per_user)
         self.batcher = Batcher(batch_window_ms)
         self.metrics = Metrics()
-        self.loop_lag = LoopLagMonitor(self.metrics.loop_lag)
+        self.loop_lag = LoopLagMonitor(self.metrics.loop_lag, clock=clock)
         self.heartbeat_interval_s = heartbeat_interval_s
         self.heartbeat_timeout_s = heartbeat_timeout_s
         self._source: SnapshotSource = source or _EmptySource()
@@ -114,6 +129,12 @@ class StreamManager:
         self._idle.set()
         self._timers: list[PeriodicCallback] = []
         self._opened_at: dict[int, float] = {}
+        #: id(client) → its deployment-wide connection slot (:meth:`admit`).
+        self._slots: dict[int, str] = {}
+        self._process_id = secrets.token_hex(6)
+        self._slot_counter = itertools.count(1)
+        #: id(client) → monotonic time of its oldest ping not answered yet (heartbeat).
+        self._ping_unanswered: dict[int, float] = {}
         broker.set_handler(self._on_publication)
 
     def set_source(self, source: SnapshotSource) -> None:
@@ -126,15 +147,17 @@ class StreamManager:
         if self.batcher.window_ms > 0:
             self._timers.append(PeriodicCallback(self.flush, self.batcher.window_ms))
         tick = min(self.heartbeat_interval_s, self.heartbeat_timeout_s) / 3.0
-        self._timers.append(PeriodicCallback(self.sweep, max(tick, 0.01) * 1000.0))
+        self._timers.append(PeriodicCallback(self.sweep_paced, max(tick, 0.01) * 1000.0))
         for timer in self._timers:
             timer.start()
         self.loop_lag.start()
 
-    async def stop(self, grace_s: float = 1.0) -> None:
+    async def stop(self, grace_s: float = 1.0, drain_s: float = 2.0) -> None:
         """Flush pending batches, deliver them, close every socket with 1001, stop timers.
 
         Args:
+            drain_s: seconds to wait for the outbox to be published (longer only matters
+                while the engine is unreachable).
             grace_s: seconds to wait for clients to answer the close frame (RFC 6455 §7.1.2)
                 before returning; connections still open then are left to be aborted.
         """
@@ -143,7 +166,12 @@ class StreamManager:
         self._timers.clear()
         self.loop_lag.stop()
         self.flush()
-        await self.wait_idle()
+        try:
+            await asyncio.wait_for(self.wait_idle(), drain_s)
+        except TimeoutError:  # the engine is unreachable: what it could not take is lost
+            log.error("shutting down with %d events not published", len(self._outbox))
+            if self._draining is not None:
+                self._draining.cancel()
         self.hub.close_all(CloseCode.GOING_AWAY, "Server shutting down")
         for _ in range(max(1, int(grace_s / 0.02))):  # real time, whatever the injected clock
             if not self.hub.count():
@@ -169,15 +197,46 @@ class StreamManager:
         """
         out = self.batcher.add(user_id, type_, data, self._clock() if at is None else at)
         if out:
-            self._outbox.extend(out)
-            self._kick()
+            self._enqueue(out)
 
     def flush(self) -> None:
         """Release every pending batch (the batch window's PeriodicCallback)."""
         out = self.batcher.drain()
         if out:
-            self._outbox.extend(out)
-            self._kick()
+            self._enqueue(out)
+
+    def _enqueue(self, out: list[Outgoing]) -> None:
+        """Append to the outbox, keeping it within ``outbox_max_events``.
+
+        The outbox only grows while the engine is unreachable. Past the bound the oldest
+        position/account snapshot (or batch) goes first — a later snapshot or the re-announce
+        replaces it — and an order or execution only when nothing else is left; each drop is
+        counted and its user re-announced when the engine is back.
+        """
+        self._outbox.extend(out)
+        while len(self._outbox) > self.outbox_max_events:
+            # The first event may be in the middle of a publish: never take that one.
+            first = 1 if self._draining is not None and not self._draining.done() else 0
+            victim = next(
+                (i for i in range(first, len(self._outbox)) if self._outbox[i][1] in _REPLACEABLE),
+                first,
+            )
+            user_id, type_, _, _ = self._outbox[victim]
+            del self._outbox[victim]
+            self.outbox_dropped += 1
+            self.metrics.outbox_dropped.inc()
+            self._resync.add(user_id)
+            if self.outbox_dropped == 1 or self.outbox_dropped % 1000 == 0:
+                log.warning(
+                    "outbox full (%d events): dropped a %s of user %s (%d dropped so far); "
+                    "positions and account will be announced again",
+                    self.outbox_max_events,
+                    type_,
+                    user_id,
+                    self.outbox_dropped,
+                )
+        self.metrics.outbox.set(len(self._outbox))
+        self._kick()
 
     def _kick(self) -> None:
         if self._draining is None or self._draining.done():
@@ -185,18 +244,59 @@ class StreamManager:
             self._draining = asyncio.ensure_future(self._drain())
 
     async def _drain(self) -> None:
+        """Publish the outbox in order; while the engine is unreachable, wait and retry."""
         self._slicer.start()
+        delay = 0.1
         try:
             while self._outbox:
-                user_id, type_, data, at = self._outbox.popleft()
+                head = self._outbox[0]
+                user_id, type_, data, at = head
                 try:
                     await self.broker.publish(user_id, type_, data, emitted_at=at)
+                except BrokerUnavailable as exc:
+                    if self.engine_down_since is None:
+                        self.engine_down_since = self._clock()
+                        log.warning("engine unreachable (%s): holding events in the outbox", exc)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 2.0)
+                    continue  # the same event, still first in line
                 except Exception:
                     log.exception("publish failed for user %s (%s); event dropped", user_id, type_)
+                if self._outbox and self._outbox[0] is head:
+                    self._outbox.popleft()
+                if self.engine_down_since is not None or self._resync:
+                    self._engine_back()
+                delay = 0.1
+                self.metrics.outbox.set(len(self._outbox))
                 # A flush to thousands of tabs gives the loop back every few ms (pacing.py).
                 await self._slicer.pause_if_due()
         finally:
             self._idle.set()
+
+    def _engine_back(self) -> None:
+        """The engine answers again: re-announce the users whose events were dropped.
+
+        Their complete positions and account (from the snapshot source) replace whatever
+        snapshots of theirs still wait in the outbox; orders and executions keep their place.
+        """
+        if self.engine_down_since is not None:
+            down = self._clock() - self.engine_down_since
+            self.engine_down_since = None
+            log.warning(
+                "engine reachable again after %.1f s; %d events waiting", down, len(self._outbox)
+            )
+        users, self._resync = self._resync, set()
+        # Their queued snapshots are older than the state announced now: replace, not add
+        # (so an outbox at its bound shrinks instead of dropping again).
+        self._outbox = deque(
+            e for e in self._outbox if not (e[0] in users and e[1] in _REPLACEABLE)
+        )
+        for user_id in users:
+            full = self._source.snapshot(user_id)
+            for position in full.get("positions", []):
+                self.emit(user_id, EventType.POSITION_UPDATE, position)
+            if full.get("account") is not None:
+                self.emit(user_id, EventType.ACCOUNT_UPDATE, full["account"])
 
     def _on_publication(self, pub: Publication) -> None:
         self.metrics.published.labels(type=pub.type).inc()
@@ -218,6 +318,23 @@ class StreamManager:
         self.disconnect(client, CloseCode.SLOW_CONSUMER)
 
     # -- connections --------------------------------------------------------------------------
+    async def admit(self, client: Client) -> bool:
+        """Take a deployment-wide slot for ``client`` (REQ-3 across processes), then connect.
+
+        Returns:
+            False when its user already holds ``MAX_CONNECTIONS_PER_USER`` connections here or
+            on any other process sharing the engine.
+        """
+        slot = f"{self._process_id}:{next(self._slot_counter)}"
+        if not await self.broker.acquire_slot(client.user_id, slot, self.hub.max_per_user):
+            self.metrics.rejects.labels(reason="max_connections").inc()
+            return False
+        if not self.connect(client):
+            self.broker.release_slot(client.user_id, slot)
+            return False
+        self._slots[id(client)] = slot
+        return True
+
     def connect(self, client: Client) -> bool:
         """Register a new connection; False when its user already has the maximum (REQ-3)."""
         if not self.hub.add(client):
@@ -233,6 +350,10 @@ class StreamManager:
     def disconnect(self, client: Client, code: int | None) -> None:
         """Unregister a closed connection and record why it closed (idempotent)."""
         opened = self._opened_at.pop(id(client), None)
+        self._ping_unanswered.pop(id(client), None)
+        slot = self._slots.pop(id(client), None)
+        if slot is not None:
+            self.broker.release_slot(client.user_id, slot)
         if opened is None:
             return
         self.hub.remove(client)
@@ -247,21 +368,73 @@ class StreamManager:
         client.last_seen = self._clock()
 
     def sweep(self) -> None:
-        """Heartbeat tick: close silent connections with 4000, expired sessions with 4001, ping."""
+        """Heartbeat tick: 4000 for unresponsive connections, 4001 for expired sessions, pings.
+
+        A connection is unresponsive when its oldest unanswered ping was sent at least
+        ``heartbeat_timeout_s`` ago, not counting the longest stall of the event loop since then
+        (during a stall the client's answer may be waiting, unread, in our socket buffer).
+        """
         now, wall = self._clock(), self._wall_clock()
         for client in self.hub.all():
-            expires = getattr(client, "expires_at", 0.0)
-            if expires and wall >= expires:
-                client.close(CloseCode.SESSION_REVOKED, "Session expired")
-                self.disconnect(client, CloseCode.SESSION_REVOKED)
-            elif now - client.last_seen >= self.heartbeat_timeout_s:
-                log.info("heartbeat timeout for user %s", client.user_id)
-                client.close(CloseCode.HEARTBEAT_TIMEOUT, "Heartbeat timeout")
-                # A silent peer may never complete the closing handshake: free the slot now.
-                self.disconnect(client, CloseCode.HEARTBEAT_TIMEOUT)
-            elif now - client.last_ping >= self.heartbeat_interval_s:
-                client.last_ping = now
-                client.ping()
+            self._check(client, now, wall)
+
+    async def sweep_paced(self) -> None:
+        """:meth:`sweep`, giving the loop back every few ms (:mod:`streaming.pacing`).
+
+        With thousands of tabs a tick pings thousands of sockets; done in one go it would stall
+        everything else for tens of milliseconds. The heartbeat timer runs this one.
+        """
+        now, wall = self._clock(), self._wall_clock()
+        slicer = TimeSlicer()
+        for client in self.hub.all():
+            if id(client) in self._opened_at:  # not closed while we yielded
+                self._check(client, now, wall)
+            await slicer.pause_if_due()
+        await self._refresh_slots()
+
+    async def _refresh_slots(self) -> None:
+        """Renew this process's connection slots with the engine (they expire otherwise)."""
+        slots = [(c.user_id, self._slots[id(c)]) for c in self.hub.all() if id(c) in self._slots]
+        try:
+            await self.broker.refresh_slots(slots)
+        except Exception as exc:
+            log.warning("connection slots not renewed (%s)", exc)
+
+    def _check(self, client: Client, now: float, wall: float) -> None:
+        """One connection's heartbeat accounting (see :meth:`sweep`)."""
+        expires = getattr(client, "expires_at", 0.0)
+        pinged = self._ping_unanswered.get(id(client))
+        if pinged is not None and client.last_seen >= pinged:
+            pinged = None  # answered (any frame counts)
+            del self._ping_unanswered[id(client)]
+        if expires and wall >= expires:
+            client.close(CloseCode.SESSION_REVOKED, "Session expired")
+            self.disconnect(client, CloseCode.SESSION_REVOKED)
+        elif (
+            pinged is not None
+            and now - pinged - self._loop_stall_since(pinged, now) >= self.heartbeat_timeout_s
+        ):
+            log.info("heartbeat timeout for user %s", client.user_id)
+            client.close(CloseCode.HEARTBEAT_TIMEOUT, "Heartbeat timeout")
+            # A silent peer may never complete the closing handshake: free the slot now.
+            self.disconnect(client, CloseCode.HEARTBEAT_TIMEOUT)
+        elif now - client.last_ping >= self.heartbeat_interval_s:
+            client.last_ping = now
+            if pinged is None:
+                self._ping_unanswered[id(client)] = now
+            client.ping()
+
+    def _loop_stall_since(self, since: float, now: float) -> float:
+        """Longest event-loop stall (seconds) since ``since``, the one in progress included.
+
+        A stall that just ended may not be recorded yet (the lag probe's wake-up can run after
+        this sweep): the time since the probe's last wake-up, beyond its interval, counts too.
+        """
+        lag = self.loop_lag
+        stall = lag.longest_stall_since(since)
+        if lag.last_tick:
+            stall = max(stall, now - max(lag.last_tick, since) - lag.interval_s)
+        return max(0.0, stall)
 
     def close_session(self, sid: str) -> int:
         """Close every socket of a revoked session with 4001; return how many."""
@@ -391,6 +564,11 @@ class StreamManager:
             "averageConnectionSeconds": (sum(durations) / len(durations)) if durations else 0.0,
             "eventsDelivered": self.hub.delivered,
             "loopLagMs": self.loop_lag.lag_ms(),
+            "outbox": {
+                "events": len(self._outbox),
+                "dropped": self.outbox_dropped,
+                "engineDown": self.engine_down_since is not None,
+            },
             "batching": {
                 "windowMs": self.batcher.window_ms,
                 "updatesCoalesced": self.batcher.absorbed,

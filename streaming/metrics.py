@@ -15,7 +15,17 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-__all__ = ["Metrics", "percentile"]
+__all__ = ["Metrics", "percentile", "close_code_label"]
+
+#: Close codes counted under their own label: RFC 6455 §7.4.1 and ours (streaming.closecodes).
+_KNOWN_CLOSE_CODES = frozenset(range(1000, 1016)) | {4000, 4001, 4002}
+
+
+def close_code_label(code: int | None) -> str:
+    """Return the metrics label of a close code: the code, ``"none"`` or ``"other"``."""
+    if not code:
+        return "none"
+    return str(code) if code in _KNOWN_CLOSE_CODES else "other"
 
 
 def percentile(samples: list[float], pct: float) -> float | None:
@@ -74,6 +84,32 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 5),
             registry=r,
         )
+        self.logins = Counter(
+            "folio_login_attempts",
+            "POST /api/login outcomes (ok, invalid, throttled, busy, storage_error)",
+            ["result"],
+            registry=r,
+        )
+        self.http_refused = Counter(
+            "folio_http_refused",
+            "Connections or requests refused by a server limit "
+            "(per_address, accept_error, upgrade_rate)",
+            ["reason"],
+            registry=r,
+        )
+        self.storage_errors = Counter(
+            "folio_storage_errors", "Requests that failed because storage failed", registry=r
+        )
+        self.outbox = Gauge(
+            "folio_outbox_events",
+            "Events waiting to be published (grows only while the engine is unreachable)",
+            registry=r,
+        )
+        self.outbox_dropped = Counter(
+            "folio_outbox_dropped",
+            "Events dropped because the outbox was full (their users are re-announced)",
+            registry=r,
+        )
         self._samples: deque[float] = deque(maxlen=window)
         self._disconnect_times: deque[float] = deque(maxlen=10_000)
 
@@ -83,8 +119,13 @@ class Metrics:
         self._samples.append(seconds * 1000.0)
 
     def observe_disconnect(self, code: int | None) -> None:
-        """Record a closed connection with its close code (None when unknown)."""
-        self.disconnects.labels(code=str(code or "none")).inc()
+        """Record a closed connection with its close code (None when unknown).
+
+        The label is the code for codes RFC 6455 §7.4 defines (1000–1015) and our own
+        (4000–4002); anything a client chose outside those is counted as ``other``, so a client
+        cannot create unbounded label series.
+        """
+        self.disconnects.labels(code=close_code_label(code)).inc()
         self._disconnect_times.append(time.monotonic())
 
     def latency_ms(self) -> dict[str, float | None]:

@@ -35,6 +35,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
+from fractions import Fraction
 from typing import Any
 
 from streaming.money import (
@@ -94,7 +95,7 @@ as open."""
 
 _MAX_SEEN_EXECUTIONS = 10_000
 _ZERO = Decimal(0)
-_HUNDRED = Decimal(100)
+_FZERO = Fraction(0)
 # Precision for intermediate results (average entry price, percentages). Independent of whatever
 # the thread's decimal context happens to be.
 _ARITH = Context(prec=40, rounding=ROUND_HALF_EVEN)
@@ -212,6 +213,25 @@ def _without(wire: Mapping[str, Any] | None, key: str) -> dict[str, Any] | None:
 # ---------------------------------------------------------------------------------------------
 
 
+def _dec(value: Fraction) -> Decimal:
+    """Render an exact fraction as a Decimal good to 40 significant digits (for the wire)."""
+    with localcontext(_ARITH):
+        return Decimal(value.numerator) / Decimal(value.denominator)
+
+
+def _shown_as(exact: Fraction, shown: Decimal) -> bool:
+    """Whether the broker's ``shown`` rendering is a rounding of ``exact`` (≥ 4 places assumed).
+
+    Alpaca renders prices with at least 4 decimal places of precision; the simulator trims
+    trailing zeros (``"100.01"`` for 100.0100), so the tolerance is half a unit of the 4th
+    place, or of the last place shown when the broker shows more.
+    """
+    exponent = shown.as_tuple().exponent
+    places = -exponent if isinstance(exponent, int) else 0
+    tolerance = Fraction(1, 2 * 10 ** max(places, 4))
+    return abs(exact - Fraction(shown)) <= tolerance
+
+
 @dataclass(frozen=True)
 class _Order:
     """One order, already validated and rendered as an ``OrderUpdate``."""
@@ -244,39 +264,51 @@ class _Execution:
 
 @dataclass(frozen=True)
 class _Position:
-    """An open (or just closed) position. ``qty`` is signed: negative is short."""
+    """An open (or just closed) position. ``qty`` is signed: negative is short.
+
+    ``avg`` is the exact average entry price (cost basis / qty, a :class:`Fraction`), and
+    ``realized`` the exact realized P&L in USD since ``opened_at`` (average-cost method).
+    """
 
     symbol: str
     qty: Decimal
-    avg_entry: Decimal
+    avg: Fraction
     current_price: Decimal | None
     price_at: datetime | None  # time of the price tick / fill that set current_price
     opened_at: datetime
     updated_at: datetime
     short: bool  # kept separately so a closed (qty 0) record still knows its side
+    realized: Fraction = _FZERO
 
     @property
-    def mark(self) -> Decimal:
+    def mark(self) -> Fraction:
         """Price used for valuation: the last known price, else the entry price."""
-        return self.avg_entry if self.current_price is None else self.current_price
+        return self.avg if self.current_price is None else Fraction(self.current_price)
 
     @property
-    def market_value(self) -> Decimal:
-        return self.qty * self.mark
+    def market_value(self) -> Fraction:
+        return Fraction(self.qty) * self.mark
 
-    def wire(self) -> dict[str, Any]:
-        """Render as ``PositionUpdate`` (see :meth:`PortfolioState.positions` for formulas)."""
-        pnl = (self.mark - self.avg_entry) * self.qty
-        cost = self.avg_entry * abs(self.qty)
-        percent = _ZERO if cost == 0 else pnl / cost * _HUNDRED
+    def wire(self, realized_today: Fraction) -> dict[str, Any]:
+        """Render as ``PositionUpdate`` (see :class:`PortfolioState` for the formulas).
+
+        Args:
+            realized_today: the symbol's realized P&L today in USD (it outlives the position).
+        """
+        qty = Fraction(self.qty)
+        pnl = (self.mark - self.avg) * qty
+        cost = self.avg * abs(qty)
+        percent = _FZERO if cost == 0 else pnl / cost * 100
         return {
             "symbol": self.symbol,
             "quantity": fmt_qty(abs(self.qty)),
-            "currentPrice": fmt_price(self.mark),
-            "entryPrice": fmt_price(self.avg_entry),
-            "unrealizedPnl": fmt_money(pnl),
-            "unrealizedPnlPercent": fmt_percent(percent),
-            "marketValue": fmt_money(self.market_value),
+            "currentPrice": fmt_price(_dec(self.mark)),
+            "entryPrice": fmt_price(_dec(self.avg)),
+            "unrealizedPnl": fmt_money(_dec(pnl)),
+            "unrealizedPnlPercent": fmt_percent(_dec(percent)),
+            "realizedPnl": fmt_money(_dec(self.realized)),
+            "realizedPnlToday": fmt_money(_dec(realized_today)),
+            "marketValue": fmt_money(_dec(self.market_value)),
             "side": "short" if self.short else "long",
             "openedAt": format_timestamp(self.opened_at),
             "updatedAt": format_timestamp(self.updated_at),
@@ -284,14 +316,30 @@ class _Position:
 
 
 @dataclass(frozen=True)
+class _Today:
+    """One symbol's figures for the current trading day.
+
+    ``realized``: realized P&L today (USD). ``open_qty``/``open_cost``: shares opened today and
+    still held, and what they cost (USD) — what a pattern day trader's day-trading buying power
+    is using for this symbol.
+    """
+
+    realized: Fraction = _FZERO
+    open_qty: Decimal = _ZERO
+    open_cost: Fraction = _FZERO
+
+
+@dataclass(frozen=True)
 class _Account:
     """Broker account figures from the last sync plus the cash moved by fills since."""
 
     cash: Decimal
-    last_equity: Decimal
-    buying_power_at_sync: Decimal
-    cash_at_sync: Decimal
+    last_equity: Decimal | None  # None: the broker did not say (day P&L unknown)
     multiplier: Decimal
+    day_trading: bool  # pattern day trader (multiplier 4): buying power is day-trading BP
+    dtbp_at_sync: Decimal
+    dt_used_at_sync: Fraction
+    trading_day: str | None  # the broker's balance_asof
     updated_at: datetime
 
 
@@ -301,6 +349,7 @@ class _SyncAccount:
     last_equity: Decimal | None
     buying_power: Decimal
     multiplier: Decimal
+    trading_day: str | None
 
 
 @dataclass(frozen=True)
@@ -410,17 +459,19 @@ def _parse_sync_account(raw_value: Any) -> _SyncAccount:
     raw = _require_mapping(raw_value, "account")
     cash = _decimal(raw, "cash", "account.")
     last_equity = _optional_decimal(raw, "last_equity", "account.")
-    if last_equity is None:
-        last_equity = _optional_decimal(raw, "equity", "account.")
     buying_power = _optional_decimal(raw, "buying_power", "account.")
     multiplier = _optional_decimal(raw, "multiplier", "account.")
     if multiplier is not None and multiplier <= 0:
         raise ValueError(f"account.multiplier: must be positive, got {raw.get('multiplier')!r}")
+    trading_day = raw.get("balance_asof")
+    if trading_day is not None and not isinstance(trading_day, str):
+        raise ValueError(f"account.balance_asof: expected a date string, got {trading_day!r}")
     return _SyncAccount(
         cash=cash,
         last_equity=last_equity,
         buying_power=cash if buying_power is None else buying_power,
         multiplier=Decimal(1) if multiplier is None else multiplier,
+        trading_day=trading_day or None,
     )
 
 
@@ -447,6 +498,14 @@ def _parse_sync_position(raw_value: Any, prefix: str) -> tuple[str, _SyncPositio
     return symbol, _SyncPosition(symbol, signed, avg_entry, current_price)
 
 
+def _parse_orders(raw: Sequence[Mapping[str, Any]] | None, name: str) -> list[_Order] | None:
+    if raw is None:
+        return None
+    if isinstance(raw, (str, bytes)) or not isinstance(raw, Sequence):
+        raise ValueError(f"{name}: expected a list of order objects")
+    return [_parse_order(item, f"{name}[{i}].") for i, item in enumerate(raw)]
+
+
 # ---------------------------------------------------------------------------------------------
 # The state
 # ---------------------------------------------------------------------------------------------
@@ -456,14 +515,23 @@ class PortfolioState:
     """Positions, orders, recent executions and account figures of one broker account.
 
     Wire formulas (Alpaca's conventions; ``qty`` signed, negative for a short; ``price`` is the
-    last trade price, or the average entry price while none is known):
+    last trade price, or the average entry price while none is known; ``avgEntry`` is kept exact,
+    cost basis / qty, and only rounded on the wire):
 
     * ``marketValue = qty * price`` (negative for a short)
     * ``unrealizedPnl = (price - avgEntry) * qty`` (a short gains when the price falls)
     * ``unrealizedPnlPercent = unrealizedPnl / (avgEntry * |qty|) * 100``
+    * ``realizedPnl`` (since the position opened) and ``realizedPnlToday`` (the symbol, this
+      trading day): ``Σ closed * (fill price - avgEntry) * sign(qty)`` over reducing executions
+      (average-cost method)
     * ``equity = portfolioValue = cash + Σ marketValue``
-    * ``dayPnl = equity - last_equity``; ``dayPnlPercent = dayPnl / last_equity * 100``
-    * ``buyingPower = max(0, buying_power_at_sync + (cash - cash_at_sync) * multiplier)``
+    * ``dayPnl = equity - last_equity`` (``None`` when the broker gave no ``last_equity``);
+      ``dayPnlPercent = dayPnl / last_equity * 100``; ``realizedPnlToday = Σ`` of the symbols'
+    * ``buyingPower`` per Alpaca's account docs: cash account (multiplier 1) ``cash``; margin
+      (multiplier 2) ``2 * equity - (long + |short| market value)`` (Reg T, 50 % initial
+      margin); pattern day trader (multiplier 4) the day-trading buying power of the last sync
+      minus the cost of shares opened today since, plus the cost of today's shares closed since.
+      Never below 0.
 
     Args:
         account_id: The broker account this state belongs to (kept for the caller's logs and
@@ -496,6 +564,13 @@ class PortfolioState:
         self._trades: deque[dict[str, Any]] = deque(maxlen=max_recent_trades)
         self._seen_executions: OrderedDict[str, None] = OrderedDict()
         self._account: _Account | None = None
+        self._today: dict[str, _Today] = {}
+        self._dt_used: Fraction = _FZERO
+        # What the last sync's REST view had already counted: each listed order's filled_qty
+        # (open and recently closed orders), and the positions, for symbols untouched since.
+        self._synced_filled: dict[str, Decimal] = {}
+        self._synced_qty: dict[str, Decimal] | None = None
+        self._touched: set[str] = set()
 
     # -- clock ---------------------------------------------------------------------------------
 
@@ -507,25 +582,31 @@ class PortfolioState:
     def apply_trade_update(self, update: Mapping[str, Any]) -> list[Change]:
         """Apply one ``trade_updates`` event (the ``data`` of the stream message).
 
-        Every accepted event yields an ``order_update`` (the order as Alpaca now reports it).
-        ``fill`` and ``partial_fill`` then also yield, in this order, ``trade_executed`` (this
-        execution's ``qty`` shares at ``price`` USD, and ``positionQty``, the signed position
-        after it), ``position_update`` for the symbol and, once an account is known (after the
-        first :meth:`sync` with one), ``account_update``.
+        Every accepted event whose order version is not older than the one held yields an
+        ``order_update`` (the order as Alpaca now reports it). ``fill`` and ``partial_fill``
+        then also yield, in this order, ``trade_executed`` (this execution's ``qty`` shares at
+        ``price`` USD, and ``positionQty``, the broker's signed position after it),
+        ``position_update`` for the symbol and, once an account is known (after the first
+        :meth:`sync` with one), ``account_update``. Executions are de-duplicated by execution
+        id only: one that arrives with an older order version than the one held (out of order,
+        or after a sync stored a newer version) is still applied and published, without an
+        ``order_update``.
 
         Position arithmetic for an execution of ``q`` shares (``+q`` buy, ``-q`` sell) at ``p``,
-        on a position ``Q`` shares at average entry ``A``:
+        on a position ``Q`` shares at exact average entry ``A`` (a fraction):
 
         * flat, or same direction (buy while long, sell while short):
           ``A' = (Q*A + q*p) / (Q + q)`` (signed), ``Q' = Q + q``; a position opened from flat
           gets ``openedAt`` = the execution time.
-        * reducing (sell while long, buy while short): ``Q' = Q + q``, ``A`` unchanged.
-          ``Q' = 0`` closes it: a ``position_update`` with ``quantity "0"``, then it is removed.
-        * crossing zero: the remainder ``Q + q`` opens a new position on the other side at ``p``
-          with a new ``openedAt``.
-        * Alpaca's ``position_qty`` is the broker's truth: if it disagrees with ``Q'`` it wins,
-          keeping the average entry computed above (or the previous one, or ``p``, whichever
-          belongs to a position on the same side as ``position_qty``).
+        * reducing (sell while long, buy while short): ``Q' = Q + q``, ``A`` unchanged; realized
+          P&L ``+= closed * (p - A) * sign(Q)``. ``Q' = 0`` closes it: a ``position_update``
+          with ``quantity "0"``, then it is removed.
+        * crossing zero: the old position is closed (realized as above) and the remainder
+          ``Q + q`` opens a new position at ``p`` with a new ``openedAt`` and no realized P&L.
+        * already counted by the last :meth:`sync` (its order's ``filled_qty`` is at most what
+          the sync's order list showed; or, for an order the sync did not list, the symbol is
+          untouched since the sync and ``position_qty`` equals the synced quantity): recorded
+          and published (``trade_executed``) but neither the position nor the cash moves again.
 
         Cash (once an account is known): a buy spends ``q*p`` USD, a sell receives ``q*p``.
         The execution price also becomes the symbol's current price.
@@ -536,10 +617,9 @@ class PortfolioState:
                 shares).
 
         Returns:
-            The changes to publish. ``[]`` when the order's ``updated_at`` is older than the
-            version held (a stale, out-of-order event), when the execution id was already
-            applied (a duplicate fill), or when a non-fill event repeats exactly the order
-            version already held.
+            The changes to publish. ``[]`` when the execution id was already applied (a
+            duplicate fill), or for a non-fill event whose order version is older than, or
+            exactly repeats, the version held.
 
         Raises:
             ValueError: ``update`` is malformed: not an object, unknown ``event``, missing or
@@ -551,85 +631,89 @@ class PortfolioState:
         with _arith():
             _event, order, execution = _parse_trade_update(update)
             held = self._orders.get(order.broker_id)
-            if held is not None and order.updated_at < held.updated_at:
+            stale = held is not None and order.updated_at < held.updated_at
+            if execution is None:
+                repeat = (
+                    held is not None
+                    and held.updated_at == order.updated_at
+                    and held.wire == order.wire
+                )
+                if stale or repeat:
+                    return []
+                self._store_order(order)
+                return [("order_update", dict(order.wire))]
+            if execution.execution_id in self._seen_executions:
                 return []
-            if execution is not None and execution.execution_id in self._seen_executions:
-                return []
-            if (
-                execution is None
-                and held is not None
-                and held.updated_at == order.updated_at
-                and held.wire == order.wire
-            ):
-                return []
-            self._store_order(order)
-            changes: list[Change] = [("order_update", dict(order.wire))]
-            if execution is not None:
-                changes.extend(self._apply_execution(order, execution))
+            changes: list[Change] = []
+            if not stale:
+                self._store_order(order)
+                changes.append(("order_update", dict(order.wire)))
+            changes.extend(self._apply_execution(order, execution))
             return changes
 
+    def _counted_by_sync(self, order: _Order, ex: _Execution, symbol: str) -> bool:
+        listed = self._synced_filled.get(order.broker_id)
+        if listed is not None and order.filled_qty is not None:
+            return order.filled_qty <= listed
+        if self._synced_qty is None or symbol in self._touched or ex.position_qty is None:
+            return False
+        return ex.position_qty == self._synced_qty.get(symbol, _ZERO)
+
     def _apply_execution(self, order: _Order, ex: _Execution) -> list[Change]:
+        symbol = order.symbol
         signed = ex.qty if order.side == "buy" else -ex.qty
-        old = self._positions.get(order.symbol)
+        old = self._positions.get(symbol)
         old_qty = _ZERO if old is None else old.qty
-        if ex.position_qty is not None and ex.position_qty == old_qty:
-            # An execution always changes the position, so if we already hold what the broker
-            # says the position is *after* it, a REST sync taken after the fill has counted it:
-            # record the execution, but do not move the position or the cash a second time.
-            return self._record_reflected(order, ex, old)
+        if self._counted_by_sync(order, ex, symbol):
+            return self._record_reflected(order, ex, old, signed)
+        self._touched.add(symbol)
+        price = Fraction(ex.price)
         new_qty = old_qty + signed
-
-        # What the arithmetic says: (avg entry, openedAt) of the position after the execution.
-        computed: tuple[Decimal, datetime] | None
-        if old is None or old_qty == 0:
-            computed = (ex.price, ex.timestamp)
-        elif _sign(signed) == _sign(old_qty):
-            avg = (old_qty * old.avg_entry + signed * ex.price) / new_qty
-            computed = (avg, old.opened_at)
-        elif new_qty == 0:
-            computed = None
-        elif _sign(new_qty) == _sign(old_qty):
-            computed = (old.avg_entry, old.opened_at)
-        else:  # crossed zero: the remainder is a new position at the fill price
-            computed = (ex.price, ex.timestamp)
-
-        final_qty = new_qty if ex.position_qty is None else ex.position_qty
-        if final_qty == 0:
-            entry = (
-                (old.avg_entry, old.opened_at)
-                if old is not None and old_qty != 0
-                else (ex.price, ex.timestamp)
-            )
-            short = old.short if old is not None and old_qty != 0 else signed < 0
-        else:
-            short = final_qty < 0
-            if computed is not None and _sign(final_qty) == _sign(new_qty):
-                entry = computed
-            elif old is not None and old_qty != 0 and _sign(final_qty) == _sign(old_qty):
-                entry = (old.avg_entry, old.opened_at)
-            else:
-                entry = (ex.price, ex.timestamp)
-
-        position = _Position(
-            symbol=order.symbol,
-            qty=final_qty,
-            avg_entry=entry[0],
-            current_price=ex.price,
-            price_at=ex.timestamp,
-            opened_at=entry[1],
-            updated_at=ex.timestamp,
-            short=short,
+        closing = (
+            min(ex.qty, abs(old_qty))
+            if old is not None and old_qty != 0 and _sign(signed) != _sign(old_qty)
+            else _ZERO
         )
-        if final_qty == 0:
-            self._positions.pop(order.symbol, None)
+        realized = (
+            _FZERO
+            if old is None or closing == 0
+            else (price - old.avg) * Fraction(closing) * _sign(old_qty)
+        )
+        self._count_today(symbol, realized, closing, ex.qty - closing, price)
+
+        position: _Position
+        if old is not None and old_qty != 0 and new_qty == 0:
+            position = replace(old, qty=_ZERO, realized=old.realized + realized)
+        elif old is None or old_qty == 0 or _sign(new_qty) != _sign(old_qty):
+            position = _Position(
+                symbol=symbol,
+                qty=new_qty,
+                avg=price,
+                current_price=None,
+                price_at=None,
+                opened_at=ex.timestamp,
+                updated_at=ex.timestamp,
+                short=new_qty < 0,
+            )
+        elif _sign(signed) == _sign(old_qty):
+            avg = (Fraction(old_qty) * old.avg + Fraction(signed) * price) / Fraction(new_qty)
+            position = replace(old, qty=new_qty, avg=avg)
         else:
-            self._positions[order.symbol] = position
+            position = replace(old, qty=new_qty, realized=old.realized + realized)
+        position = replace(
+            position, current_price=ex.price, price_at=ex.timestamp, updated_at=ex.timestamp
+        )
+        if new_qty == 0:
+            self._positions.pop(symbol, None)
+        else:
+            self._positions[symbol] = position
 
-        trade = self._record_trade(order, ex, final_qty)
-
+        trade = self._record_trade(
+            order, ex, ex.position_qty if ex.position_qty is not None else new_qty
+        )
         changes: list[Change] = [
             ("trade_executed", dict(trade)),
-            ("position_update", position.wire()),
+            ("position_update", self._position_wire(position)),
         ]
         if self._account is not None:
             self._account = replace(
@@ -640,13 +724,54 @@ class PortfolioState:
             changes.append(("account_update", self._account_wire(self._account)))
         return changes
 
+    def _count_today(
+        self, symbol: str, realized: Fraction, closing: Decimal, opening: Decimal, price: Fraction
+    ) -> None:
+        """Add an execution to the symbol's day figures and the day-trading buying power used.
+
+        ``closing`` shares close today's shares first (restoring what they cost); ``opening``
+        shares at ``price`` use day-trading buying power.
+        """
+        today = self._today.get(symbol, _Today())
+        restored = _FZERO
+        open_qty, open_cost = today.open_qty, today.open_cost
+        if closing and open_qty:
+            matched = min(closing, open_qty)
+            restored = open_cost * Fraction(matched) / Fraction(open_qty)
+            open_qty -= matched
+            open_cost -= restored
+        used = Fraction(opening) * price
+        self._today[symbol] = _Today(
+            realized=today.realized + realized,
+            open_qty=open_qty + opening,
+            open_cost=open_cost + used,
+        )
+        self._dt_used += used - restored
+
     def _record_reflected(
-        self, order: _Order, ex: _Execution, old: _Position | None
+        self, order: _Order, ex: _Execution, held: _Position | None, signed: Decimal
     ) -> list[Change]:
-        trade = self._record_trade(order, ex, old.qty if old is not None else _ZERO)
-        changes: list[Change] = [("trade_executed", dict(trade))]
-        if old is not None:
-            changes.append(("position_update", old.wire()))
+        """An execution the last sync had counted: publish it, move nothing but realized P&L.
+
+        The position held is the one *after* the execution. When it reduced a position that is
+        still open on the same side, its realized P&L (against the unchanged average entry) is
+        added; other cases (opened, added, closed, flipped) realize nothing that can still be
+        computed, and leave it to the broker's figures.
+        """
+        changes: list[Change] = []
+        held_qty = _ZERO if held is None else held.qty
+        trade = self._record_trade(
+            order, ex, ex.position_qty if ex.position_qty is not None else held_qty
+        )
+        changes.append(("trade_executed", dict(trade)))
+        before = held_qty - signed
+        if held is not None and held_qty != 0:
+            if _sign(before) == _sign(held_qty) and abs(before) > abs(held_qty):
+                realized = (Fraction(ex.price) - held.avg) * Fraction(ex.qty) * _sign(before)
+                held = replace(held, realized=held.realized + realized)
+                self._positions[held.symbol] = held
+                self._count_today(held.symbol, realized, ex.qty, _ZERO, Fraction(ex.price))
+            changes.append(("position_update", self._position_wire(held)))
         return changes
 
     def _record_trade(self, order: _Order, ex: _Execution, position_qty: Decimal) -> dict[str, Any]:
@@ -693,7 +818,7 @@ class PortfolioState:
 
         Only symbols with an open position are affected. The position's ``marketValue``,
         ``unrealizedPnl`` and ``unrealizedPnlPercent`` and the account's ``equity``/``dayPnl``
-        follow from the formulas in the class docstring.
+        (and a margin account's ``buyingPower``) follow from the formulas in the class docstring.
 
         Args:
             symbol: Ticker, e.g. ``"AAPL"`` (upper-cased before lookup).
@@ -722,7 +847,7 @@ class PortfolioState:
             if tick_at is not None and held.price_at is not None and tick_at < held.price_at:
                 return []
             moment = tick_at if tick_at is not None else self._clock()
-            before_position = _without(held.wire(), "updatedAt")
+            before_position = _without(self._position_wire(held), "updatedAt")
             before_account = self._account_core()
             position = replace(
                 held,
@@ -730,9 +855,9 @@ class PortfolioState:
                 price_at=tick_at if tick_at is not None else held.price_at,
             )
             changes: list[Change] = []
-            if _without(position.wire(), "updatedAt") != before_position:
+            if _without(self._position_wire(position), "updatedAt") != before_position:
                 position = replace(position, updated_at=moment)
-                changes.append(("position_update", position.wire()))
+                changes.append(("position_update", self._position_wire(position)))
             self._positions[position.symbol] = position
             if self._account is not None and self._account_core() != before_account:
                 self._account = replace(self._account, updated_at=moment)
@@ -746,26 +871,37 @@ class PortfolioState:
         account: Mapping[str, Any] | None,
         positions: Sequence[Mapping[str, Any]],
         orders: Sequence[Mapping[str, Any]] | None = None,
+        closed_orders: Sequence[Mapping[str, Any]] | None = None,
     ) -> list[Change]:
         """Reconcile with the broker's REST view (``syncPositionsFromAlpaca``).
 
-        * ``positions`` (``GET /v2/positions``) replace each symbol's qty, average entry and
-          current price (the local price is kept when REST has none). A short is a negative
-          ``qty`` or ``side: "short"``. Symbols held locally but absent from REST are closed
-          (``quantity "0"``). A position that persists on the same side keeps its ``openedAt``;
-          a new one (or one that changed side) gets ``now()``.
+        The view must be consistent (taken while no fill happened between its reads; see
+        :meth:`AlpacaBridge.sync_account <streaming.alpaca_bridge.AlpacaBridge.sync_account>`).
+
+        * ``positions`` (``GET /v2/positions``) set each symbol's qty and current price (the
+          local price is kept when REST has none). The exact average entry is kept when the
+          broker's ``avg_entry_price`` is a rounding of it (compared at the broker's precision,
+          at least 4 places), else replaced. A short is a negative ``qty`` or ``side: "short"``.
+          Symbols held locally but absent from REST are closed (``quantity "0"``). A position
+          that persists on the same side keeps its ``openedAt`` and realized P&L; a new one (or
+          one that changed side) gets ``now()`` and none.
         * ``orders`` (``GET /v2/orders``, the open orders), when given, replace the open-order
           set: listed orders are stored unless the version held is newer (``updated_at``), and
           held open orders that are not listed are forgotten (their final status is unknown, so
           nothing is published for them).
-        * ``account`` (``GET /v2/account``), when given, sets ``cash``, ``last_equity`` (or
-          ``equity`` when absent), ``buying_power`` (or ``cash``) and ``multiplier`` (or 1); it
-          also becomes the new base of the buying-power estimate.
+        * ``orders`` and ``closed_orders`` (recently closed orders) together tell which
+          executions this view already counts: each listed order's ``filled_qty``. An execution
+          event arriving later for one of them is published but not counted again.
+        * ``account`` (``GET /v2/account``), when given, sets ``cash``, ``last_equity`` (None
+          when absent: day P&L unknown), ``multiplier`` (or 1) and, for a pattern day trader
+          (multiplier 4), the day-trading ``buying_power``. A changed ``balance_asof`` is a new
+          trading day: the realized P&L today and the day-trading use restart from zero.
 
         Args:
             account: Alpaca account object, or ``None`` to keep the current account figures.
             positions: Alpaca position objects (USD strings, shares).
-            orders: Alpaca order objects, or ``None`` to leave orders alone.
+            orders: Alpaca order objects (open ones), or ``None`` to leave orders alone.
+            closed_orders: Alpaca order objects recently closed, only read for ``filled_qty``.
 
         Returns:
             Only what differs on the wire: ``order_update``s, then ``position_update``s (by
@@ -774,7 +910,7 @@ class PortfolioState:
         Raises:
             ValueError: a malformed account (``account.cash``, …), position
                 (``positions[i].qty``, ``positions[i].avg_entry_price``, …) or order
-                (``orders[i].id``, …). Nothing is changed.
+                (``orders[i].id``, ``closed_orders[i].id``, …). Nothing is changed.
         """
         parsed_account = None if account is None else _parse_sync_account(account)
         if isinstance(positions, (str, bytes)) or not isinstance(positions, Sequence):
@@ -786,25 +922,49 @@ class PortfolioState:
                 parsed_positions[symbol] = parsed
             else:
                 parsed_positions.pop(symbol, None)
-        parsed_orders: list[_Order] | None = None
-        if orders is not None:
-            if isinstance(orders, (str, bytes)) or not isinstance(orders, Sequence):
-                raise ValueError("orders: expected a list of order objects")
-            parsed_orders = [_parse_order(raw, f"orders[{i}].") for i, raw in enumerate(orders)]
+        parsed_orders = _parse_orders(orders, "orders")
+        parsed_closed = _parse_orders(closed_orders, "closed_orders")
         moment = self._clock()
 
         with _arith():
+            before_positions = {
+                s: _without(self._position_wire(p), "updatedAt") for s, p in self._positions.items()
+            }
             before_account = self._account_core()
             order_changes = [] if parsed_orders is None else self._sync_orders(parsed_orders)
-            position_changes = self._sync_positions(parsed_positions, moment)
+            if parsed_orders is not None or parsed_closed is not None:
+                self._synced_filled = {
+                    o.broker_id: o.filled_qty
+                    for o in (parsed_closed or []) + (parsed_orders or [])
+                    if o.filled_qty is not None
+                }
+            if parsed_account is not None:
+                self._roll_day(parsed_account.trading_day)
+            closed = self._sync_positions(parsed_positions, moment)
+            self._synced_qty = {s: p.qty for s, p in parsed_positions.items()}
+            self._touched = set()
             if parsed_account is not None:
                 self._set_account(parsed_account, moment)
-            changes = order_changes + position_changes
-            if self._account is not None:
-                if self._account_core() != before_account:
-                    self._account = replace(self._account, updated_at=moment)
-                    changes.append(("account_update", self._account_wire(self._account)))
+            changes = order_changes
+            for symbol in sorted(set(before_positions) | set(self._positions) | set(closed)):
+                position = self._positions.get(symbol) or closed[symbol]
+                if _without(self._position_wire(position), "updatedAt") != before_positions.get(
+                    symbol
+                ):
+                    position = replace(position, updated_at=moment)
+                    if symbol in self._positions:
+                        self._positions[symbol] = position
+                    changes.append(("position_update", self._position_wire(position)))
+            if self._account is not None and self._account_core() != before_account:
+                self._account = replace(self._account, updated_at=moment)
+                changes.append(("account_update", self._account_wire(self._account)))
             return changes
+
+    def _roll_day(self, trading_day: str | None) -> None:
+        current = None if self._account is None else self._account.trading_day
+        if trading_day is not None and current is not None and trading_day != current:
+            self._today = {}
+            self._dt_used = _FZERO
 
     def _sync_orders(self, listed: list[_Order]) -> list[Change]:
         changes: list[Change] = []
@@ -821,23 +981,25 @@ class PortfolioState:
                 changes.append(("order_update", dict(order.wire)))
         return changes
 
-    def _sync_positions(self, listed: dict[str, _SyncPosition], moment: datetime) -> list[Change]:
-        changes: list[Change] = []
+    def _sync_positions(
+        self, listed: dict[str, _SyncPosition], moment: datetime
+    ) -> dict[str, _Position]:
+        """Set positions from REST; return the records of positions REST no longer has."""
+        closed: dict[str, _Position] = {}
         for symbol in sorted(set(listed) | set(self._positions)):
             held = self._positions.get(symbol)
             rest = listed.get(symbol)
             if rest is None:
-                if held is None:  # unreachable: the symbol came from one of the two
-                    continue
-                closed = replace(held, qty=_ZERO, updated_at=moment)
-                del self._positions[symbol]
-                changes.append(("position_update", closed.wire()))
+                if held is not None:
+                    closed[symbol] = replace(held, qty=_ZERO)
+                    del self._positions[symbol]
                 continue
             same_side = held is not None and _sign(held.qty) == _sign(rest.qty)
+            keep = held is not None and same_side and _shown_as(held.avg, rest.avg_entry)
             position = _Position(
                 symbol=symbol,
                 qty=rest.qty,
-                avg_entry=rest.avg_entry,
+                avg=held.avg if keep and held is not None else Fraction(rest.avg_entry),
                 current_price=(
                     rest.current_price
                     if rest.current_price is not None
@@ -847,48 +1009,65 @@ class PortfolioState:
                 opened_at=held.opened_at if held is not None and same_side else moment,
                 updated_at=held.updated_at if held is not None else moment,
                 short=rest.qty < 0,
+                realized=held.realized if held is not None and same_side else _FZERO,
             )
-            if held is None or _without(position.wire(), "updatedAt") != _without(
-                held.wire(), "updatedAt"
-            ):
-                position = replace(position, updated_at=moment)
-                changes.append(("position_update", position.wire()))
+            today = self._today.get(symbol)
+            if today is not None and today.open_qty:
+                # Today's shares can't exceed the position (a missed fill closed some).
+                kept = min(today.open_qty, abs(rest.qty)) if same_side else _ZERO
+                cost = today.open_cost * Fraction(kept) / Fraction(today.open_qty)
+                self._today[symbol] = replace(today, open_qty=kept, open_cost=cost)
             self._positions[symbol] = position
-        return changes
+        return closed
 
     def _set_account(self, parsed: _SyncAccount, moment: datetime) -> None:
-        last_equity = parsed.last_equity
-        if last_equity is None:
-            last_equity = parsed.cash + sum(
-                (p.market_value for p in self._positions.values()), _ZERO
-            )
         self._account = _Account(
             cash=parsed.cash,
-            last_equity=last_equity,
-            buying_power_at_sync=parsed.buying_power,
-            cash_at_sync=parsed.cash,
+            last_equity=parsed.last_equity,
             multiplier=parsed.multiplier,
+            day_trading=parsed.multiplier >= 4,
+            dtbp_at_sync=parsed.buying_power,
+            dt_used_at_sync=self._dt_used,
+            trading_day=parsed.trading_day,
             updated_at=self._account.updated_at if self._account is not None else moment,
         )
 
     # -- account -------------------------------------------------------------------------------
 
+    def _position_wire(self, position: _Position) -> dict[str, Any]:
+        today = self._today.get(position.symbol)
+        return position.wire(_FZERO if today is None else today.realized)
+
+    def _buying_power(self, account: _Account, equity: Fraction) -> Fraction:
+        if account.day_trading:
+            power = Fraction(account.dtbp_at_sync) - (self._dt_used - account.dt_used_at_sync)
+        elif account.multiplier >= 2:
+            gross = sum((abs(p.market_value) for p in self._positions.values()), _FZERO)
+            power = 2 * equity - gross
+        else:
+            power = Fraction(account.cash)
+        return max(_FZERO, power)
+
     def _account_wire(self, account: _Account) -> dict[str, Any]:
-        equity = account.cash + sum((p.market_value for p in self._positions.values()), _ZERO)
-        day_pnl = equity - account.last_equity
-        day_pct = _ZERO if account.last_equity == 0 else day_pnl / account.last_equity * _HUNDRED
-        buying_power = max(
-            _ZERO,
-            account.buying_power_at_sync
-            + (account.cash - account.cash_at_sync) * account.multiplier,
+        equity = Fraction(account.cash) + sum(
+            (p.market_value for p in self._positions.values()), _FZERO
         )
+        day_pnl: str | None = None
+        day_pct: str | None = None
+        if account.last_equity is not None:
+            last = Fraction(account.last_equity)
+            pnl = equity - last
+            day_pnl = fmt_money(_dec(pnl))
+            day_pct = fmt_percent(_dec(_FZERO if last == 0 else pnl / last * 100))
+        realized_today = sum((t.realized for t in self._today.values()), _FZERO)
         return {
-            "equity": fmt_money(equity),
-            "buyingPower": fmt_money(buying_power),
+            "equity": fmt_money(_dec(equity)),
+            "buyingPower": fmt_money(_dec(self._buying_power(account, equity))),
             "cash": fmt_money(account.cash),
-            "portfolioValue": fmt_money(equity),
-            "dayPnl": fmt_money(day_pnl),
-            "dayPnlPercent": fmt_percent(day_pct),
+            "portfolioValue": fmt_money(_dec(equity)),
+            "dayPnl": day_pnl,
+            "dayPnlPercent": day_pct,
+            "realizedPnlToday": fmt_money(_dec(realized_today)),
             "timestamp": format_timestamp(account.updated_at),
         }
 
@@ -907,7 +1086,7 @@ class PortfolioState:
             sign; money in USD (2 dp), prices in USD per share (2–4 dp).
         """
         with _arith():
-            return [self._positions[s].wire() for s in sorted(self._positions)]
+            return [self._position_wire(self._positions[s]) for s in sorted(self._positions)]
 
     def orders(self, *, open_only: bool = False) -> list[dict[str, Any]]:
         """Return remembered orders as ``OrderUpdate`` dicts, newest first.
@@ -930,8 +1109,9 @@ class PortfolioState:
         """Return the ``AccountUpdate`` for the current state, or ``None`` before any account sync.
 
         Returns:
-            USD amounts with 2 dp and percentages with 2 dp; ``timestamp`` is the time of the
-            last change that altered the account figures.
+            USD amounts with 2 dp and percentages with 2 dp; ``dayPnl``/``dayPnlPercent`` are
+            ``None`` while the broker's ``last_equity`` is unknown; ``timestamp`` is the time of
+            the last change that altered the account figures.
         """
         if self._account is None:
             return None

@@ -15,6 +15,13 @@ persistence, eviction), the epoch key goes with them: the next publish creates a
 restarts ``seq`` at 1, so clients holding the old epoch take a snapshot instead of silently
 skipping events.
 
+Connection slots (REQ-3 across processes): ``<prefix>:{u}:conns`` is a sorted set of the user's
+open connections, scored by the (Redis server) time their lease expires. :meth:`RedisBroker.
+acquire_slot` drops expired members and adds one only while fewer than the limit remain (one Lua
+script, so two processes cannot both take the last slot); each process renews its members every
+heartbeat tick and removes them on close, so the slots of a process that died free themselves
+after ``slot_ttl_s`` (the heartbeat timeout).
+
 Targeted fan-out: a process subscribes to ``<prefix>:pub:<u>`` only while it holds a subscribed
 connection of ``u`` (:meth:`RedisBroker.watch`, :meth:`RedisBroker.unwatch`), so it receives
 only the traffic of its own users instead of every user's (a pattern subscription costs one
@@ -38,9 +45,10 @@ from typing import Any
 import redis.asyncio as aioredis
 import ujson
 
-from streaming.broker import Broker, Publication, PublicationHandler
+from streaming.broker import Broker, BrokerUnavailable, Publication, PublicationHandler
 from streaming.events import utc_now_iso
 from streaming.pacing import TimeSlicer
+from streaming.tasks import spawn
 
 __all__ = ["RedisBroker"]
 
@@ -61,6 +69,19 @@ return {seq, epoch}
 """
 
 
+# KEYS: conns. ARGV: limit, member, ttl ms. Returns 1 when the slot was taken.
+_ACQUIRE_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZSCORE', KEYS[1], ARGV[2]) then return 1 end
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[2])
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]) * 2)
+return 1
+"""
+
+
 class RedisBroker(Broker):
     """Broker whose streams live in Redis, shared by every process using the same ``prefix``.
 
@@ -68,12 +89,22 @@ class RedisBroker(Broker):
         url: ``redis://host:port/db``.
         prefix: key and channel prefix (several deployments can share one Redis).
         history_size: publications kept per user for recovery (approximate, ``MAXLEN ~``).
+        slot_ttl_s: seconds a connection slot outlives its last renewal (the heartbeat timeout).
     """
 
-    def __init__(self, url: str, *, prefix: str = "folio", history_size: int = 1000) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "folio",
+        history_size: int = 1000,
+        slot_ttl_s: float = 30.0,
+    ) -> None:
         self.url = url
         self.prefix = prefix
         self.history_size = history_size
+        self.slot_ttl_ms = max(1, int(slot_ttl_s * 1000))
+        self._releasing: set[asyncio.Task[Any]] = set()
         self._redis: Any = None
         self._script: Any = None
         self._handler: PublicationHandler | None = None
@@ -112,11 +143,14 @@ class RedisBroker(Broker):
         )
         await self._redis.ping()
         self._script = self._redis.register_script(_PUBLISH_LUA)
-        self._reader = asyncio.ensure_future(self._read_forever())
+        self._acquire = self._redis.register_script(_ACQUIRE_LUA)
+        self._reader = spawn(self._read_forever(), "redis-fanout-reader")
         await asyncio.wait_for(self._subscribed.wait(), 5.0)
 
     async def close(self) -> None:
         """Stop the reader and close the connections."""
+        if self._releasing:  # slots of a clean shutdown are freed now, not after the TTL
+            await asyncio.wait(list(self._releasing), timeout=1.0)
         for task in list(self._unsubscribing):
             task.cancel()
         if self._reader is not None:
@@ -140,7 +174,14 @@ class RedisBroker(Broker):
             ensure_ascii=False,
             escape_forward_slashes=False,
         )
-        seq, epoch = await self._script(
+        try:
+            seq, epoch = await self._publish_script(user_id, payload)
+        except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
+            raise BrokerUnavailable(f"Redis unreachable: {exc}") from exc
+        return Publication(user_id, int(seq), epoch, type_, data, timestamp, emitted_at)
+
+    async def _publish_script(self, user_id: str, payload: str) -> Any:
+        return await self._script(
             keys=self._keys(user_id),
             args=[
                 payload,
@@ -149,13 +190,60 @@ class RedisBroker(Broker):
                 self._channel(user_id),
             ],
         )
-        return Publication(user_id, int(seq), epoch, type_, data, timestamp, emitted_at)
 
     def _decode(self, seq: int, epoch: str, payload: str) -> Publication:
         body = ujson.loads(payload)
         at = float(body.get("at") or 0.0)
         emitted = time.monotonic() - max(0.0, time.time() - at) if at else 0.0
         return Publication(body["u"], seq, epoch, body["type"], body["data"], body["ts"], emitted)
+
+    def _conns_key(self, user_id: str) -> str:
+        return f"{self.prefix}:{{{user_id}}}:conns"
+
+    async def acquire_slot(self, user_id: str, slot: str, limit: int) -> bool:
+        """Take a slot in the user's sorted set of connections (see the module docstring).
+
+        While Redis is unreachable the answer is True (the process's own limit still holds):
+        traders keep connecting during an outage, at the cost of the cluster-wide count.
+        """
+        try:
+            taken = await self._acquire(
+                keys=[self._conns_key(user_id)], args=[limit, slot, self.slot_ttl_ms]
+            )
+        except Exception as exc:
+            log.warning("connection slot for user %s not checked (%s): admitted", user_id, exc)
+            return True
+        return bool(int(taken))
+
+    def release_slot(self, user_id: str, slot: str) -> None:
+        """Remove the slot (in a kept task; a failure is logged and the slot expires)."""
+        task = spawn(self._release(user_id, slot), f"redis-release-slot-{user_id}")
+        self._releasing.add(task)
+        task.add_done_callback(self._releasing.discard)
+
+    async def _release(self, user_id: str, slot: str) -> None:
+        try:
+            await self._redis.zrem(self._conns_key(user_id), slot)
+        except Exception as exc:
+            log.info("releasing a slot of user %s failed (%s); it will expire", user_id, exc)
+
+    async def refresh_slots(self, slots: list[tuple[str, str]]) -> None:
+        """Renew this process's slots: one pipeline, expiry from Redis's own clock.
+
+        Only members still present are renewed (``ZADD XX``): a slot that already expired (the
+        process stalled past the TTL) is not resurrected over a newer connection's.
+        """
+        if not slots:
+            return
+        seconds, micros = await self._redis.time()
+        now = seconds * 1000 + micros // 1000
+        pipe = self._redis.pipeline(transaction=False)
+        for user_id, slot in slots:
+            key = self._conns_key(user_id)
+            pipe.zremrangebyscore(key, "-inf", now)
+            pipe.zadd(key, {slot: now + self.slot_ttl_ms}, xx=True)
+            pipe.pexpire(key, self.slot_ttl_ms * 2)
+        await pipe.execute()
 
     async def watch(self, user_id: str, timeout_s: float = 5.0) -> None:
         """Subscribe to ``user_id``'s channel; return once Redis confirmed it (see module doc).
@@ -190,7 +278,7 @@ class RedisBroker(Broker):
         channel = self._channel(user_id)
         self._confirmed(channel)  # nobody needs to wait for it any more
         if self._pubsub is not None and self.connected:
-            task = asyncio.ensure_future(self._unsubscribe(self._pubsub, user_id))
+            task = spawn(self._unsubscribe(self._pubsub, user_id), f"redis-unsubscribe-{user_id}")
             self._unsubscribing.add(task)
             task.add_done_callback(self._unsubscribing.discard)
 

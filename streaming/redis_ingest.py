@@ -9,7 +9,10 @@ Every server process reads the stream in the consumer group ``<prefix>-servers``
 start), so each entry is handled by exactly one process, and acknowledges it once handled. The
 entry is validated exactly like a hook call (:func:`streaming.events.validate_pushed_event`); a bad
 entry is acknowledged too, and copied with its error to ``<prefix>:ingest:rejected`` (capped at
-1000 entries) so producers can see what went wrong — it never stops the reader.
+1000 entries) so producers can see what went wrong — it never stops the reader: whatever an
+entry holds (invalid UTF-8, huge numbers, an exception in a handler), that entry is rejected and
+the rest of the batch is handled. Entries delivered to this consumer but not acknowledged (the
+process died or Redis dropped mid-batch) are read again first on start and after each error.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import ujson
 from redis.exceptions import ResponseError
 
 from streaming.events import EventValidationError, validate_pushed_event
+from streaming.tasks import spawn
 
 __all__ = ["RedisIngest"]
 
@@ -64,13 +68,15 @@ class RedisIngest:
 
     async def start(self) -> None:
         """Create the consumer group if needed and start reading."""
-        self._redis = aioredis.from_url(self.url, decode_responses=True)
+        # Invalid UTF-8 in an entry must not fail the whole read: decode it with U+FFFD and let
+        # validation reject the entry.
+        self._redis = aioredis.from_url(self.url, decode_responses=True, encoding_errors="replace")
         try:
             await self._redis.xgroup_create(self.stream, self.group, id="$", mkstream=True)
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
-        self._task = asyncio.ensure_future(self._read_forever())
+        self._task = spawn(self._read_forever(), "redis-ingest")
 
     async def stop(self) -> None:
         """Stop reading and close the connection."""
@@ -84,10 +90,22 @@ class RedisIngest:
             await self._redis.aclose()
 
     async def handle(self, fields: dict[str, str]) -> str | None:
-        """Validate and emit one entry; return the error message, or None when accepted."""
+        """Validate and emit one entry; return the error message, or None when accepted.
+
+        Never raises (except cancellation): an unexpected failure is reported as the error.
+        """
+        try:
+            return await self._handle(fields)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("ingest entry could not be handled")
+            return f"event: could not be handled ({type(exc).__name__})"
+
+    async def _handle(self, fields: dict[str, str]) -> str | None:
         try:
             body = ujson.loads(fields.get("event", ""))
-        except ValueError:
+        except (ValueError, OverflowError, RecursionError):
             return "event: not valid JSON"
         if not isinstance(body, dict):
             return "event: must be a JSON object"
@@ -102,14 +120,22 @@ class RedisIngest:
 
     async def _read_forever(self) -> None:
         delay = 0.5
+        backlog = True  # first our own delivered-but-unacknowledged entries, then new ones
         while True:
             try:
                 batches = await self._redis.xreadgroup(
-                    self.group, self.consumer, {self.stream: ">"}, count=100, block=1000
+                    self.group,
+                    self.consumer,
+                    {self.stream: "0" if backlog else ">"},
+                    count=100,
+                    block=None if backlog else 1000,
                 )
                 delay = 0.5
+                if backlog and not any(entries for _s, entries in batches or []):
+                    backlog = False
                 for _stream, entries in batches or []:
                     for entry_id, fields in entries:
+                        fields = fields or {}  # a backlog entry deleted meanwhile
                         error = await self.handle(fields)
                         if error is None:
                             self.accepted += 1
@@ -127,5 +153,6 @@ class RedisIngest:
                 raise
             except Exception as exc:
                 log.warning("Redis ingest interrupted (%s); retrying in %.1f s", exc, delay)
+                backlog = True
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)

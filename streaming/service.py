@@ -153,6 +153,7 @@ class PortfolioService:
         positions: Sequence[Mapping[str, Any]],
         orders: Sequence[Mapping[str, Any]] | None,
         *,
+        closed_orders: Sequence[Mapping[str, Any]] | None = None,
         fills_before: int | None = None,
     ) -> bool:
         """Reconcile trader ``user_id`` with the broker's REST view (start and every 60 s).
@@ -162,6 +163,8 @@ class PortfolioService:
             account: Alpaca ``GET /v2/account`` JSON.
             positions: Alpaca ``GET /v2/positions`` JSON.
             orders: Alpaca ``GET /v2/orders?status=open`` JSON.
+            closed_orders: Alpaca ``GET /v2/orders?status=closed`` JSON (recent ones), read
+                only for which executions the view already counts (see ``PortfolioState.sync``).
             fills_before: :meth:`fill_count` taken before the REST calls started. If a fill
                 arrived while they were in flight, the REST view may predate it, and applying
                 it would roll the fill back; the sync is then skipped (the caller retries).
@@ -174,7 +177,7 @@ class PortfolioService:
             return False
         state = self.add_account(user_id)
         try:
-            changes = state.sync(account, positions, orders)
+            changes = state.sync(account, positions, orders, closed_orders)
         except ValueError as exc:
             log.warning("rejected REST sync for trader %s: %s", user_id, exc)
             return True

@@ -33,6 +33,8 @@ TIMEOUT_FACTOR = float(os.environ.get("FOLIO_TEST_TIMEOUT_FACTOR", "1"))
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REQUIRE_SERVICES = os.environ.get("FOLIO_REQUIRE_SERVICES") == "1"
 TOKEN = "test-internal-token"
+#: /api/health of a demo server in good health (no Redis).
+HEALTHY = {"status": "ok", "realtime": True, "storage": "ok", "broker": "ok", "redis": "off"}
 
 
 def wait(seconds: float) -> float:

@@ -119,3 +119,40 @@ async def test_events_fan_out_across_processes_once(tmp_path: Path, prefix: str)
     finally:
         await b.server.stop()
         await a.server.stop()
+
+
+@pytest.mark.gen_test(timeout=90)
+async def test_sixth_connection_refused_across_processes(tmp_path: Path, prefix: str) -> None:  # noqa: F811
+    """REQ-3 for the deployment: three tabs on A and two on B; the sixth is refused (1008)
+    on either process; closing one on B frees a slot that a tab on A can take."""
+    a, b = await _pair(tmp_path, prefix)
+    try:
+        cookie = await a.login("alice")
+        on_a = [await a.connect(cookie) for _ in range(3)]
+        on_b = [await b.connect(cookie) for _ in range(2)]
+        for conn in (*on_a, *on_b):
+            await subscribe(conn, ["orders"])
+        for server in (a, b):
+            sixth = await server.connect(cookie)
+            msg = await recv(sixth)
+            assert msg is not None and msg["data"]["code"] == "max_connections"
+            assert await recv(sixth) is None and sixth.close_code == 1008
+        # bob is not affected
+        bob = await b.connect(await b.login("bob"))
+        await subscribe(bob, ["orders"])
+        on_b[0].close()
+        alice = await a.user_id("alice")
+        for _ in range(200):
+            if len(b.server.manager.hub.connections(alice)) == 1:
+                break
+            await asyncio.sleep(0.02)
+        for _ in range(200):  # the slot's release is a Redis round trip
+            if not b.server.broker._releasing:  # type: ignore[union-attr]
+                break
+            await asyncio.sleep(0.02)
+        again = await a.connect(cookie)
+        ack, _ = await subscribe(again, ["orders"])
+        assert ack["type"] == "subscribed"
+    finally:
+        await b.server.stop()
+        await a.server.stop()

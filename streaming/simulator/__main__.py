@@ -59,6 +59,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--auto-trade-every-s", type=float, default=8.0, help="seconds between auto orders"
     )
     p.add_argument("--no-auto-trade", action="store_true", help="disable the auto trader")
+    p.add_argument(
+        "--multiplier",
+        type=int,
+        choices=(1, 2, 4),
+        default=1,
+        help="account type: 1 cash, 2 Reg T margin, 4 pattern day trader",
+    )
+    p.add_argument(
+        "--day-s",
+        type=float,
+        default=None,
+        help="seconds per simulated trading day (default: roll at each real NYSE close)",
+    )
     p.add_argument("--seed", type=int, default=7, help="seed of jitter, sizes and auto trader")
     p.add_argument("--log-level", default="INFO", help="logging level")
     return p
@@ -78,9 +91,10 @@ async def run(args: argparse.Namespace) -> None:
         fill_delay_s=args.fill_delay_s,
         seed=args.seed,
         accept_any_key=args.accept_any_key,
+        day_s=args.day_s,
     )
     for key, secret in args.account:
-        sim.add_account(key, secret, args.cash)
+        sim.add_account(key, secret, args.cash, multiplier=args.multiplier)
     await sim.start(args.port, args.host)
     print(f"trading (REST):  {sim.trading_url}", flush=True)
     print(f"trading stream:  {sim.trading_stream_url}", flush=True)

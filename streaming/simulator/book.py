@@ -12,15 +12,25 @@ import uuid
 import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation, localcontext
+from fractions import Fraction
 from typing import Any
 
+from streaming.simulator.activities import FillActivity
 from streaming.simulator.fmt import fmt_money, fmt_price, fmt_qty, fmt_ratio, iso, utcnow
 
 PriceOf = Callable[[str], Decimal]
 
 ZERO = Decimal(0)
+FZERO = Fraction(0)
+
+#: Account multipliers Alpaca's accounts have: 1 cash, 2 Reg T margin, 4 pattern day trader.
+MULTIPLIERS = (1, 2, 4)
+#: Reg T initial margin and the maintenance margin the simulator's assets require (their
+#: ``maintenance_margin_requirement`` is 30).
+INITIAL_MARGIN = Decimal("0.5")
+MAINTENANCE_MARGIN = Decimal("0.3")
 
 #: Listing exchange per replayed symbol (as Alpaca reports it on positions).
 EXCHANGES: dict[str, str] = {
@@ -405,11 +415,36 @@ class Execution:
         return "fill" if self.order.status == "filled" else "partial_fill"
 
 
+def _dec(value: Fraction) -> Decimal:
+    with localcontext() as ctx:
+        ctx.prec = 40
+        return Decimal(value.numerator) / Decimal(value.denominator)
+
+
 class SimAccount:
-    """One simulated cash account (multiplier 1, shorting allowed) and its API key pair."""
+    """One simulated account and its API key pair; cash, margin or pattern day trader.
+
+    The multiplier is 1 (cash account), 2 (Reg T margin) or 4 (pattern day trader); shorting
+    is allowed in all three.
+
+    Buying power follows Alpaca's account docs (``buying_power`` in alpaca-py's ``TradeAccount``
+    and https://docs.alpaca.markets/docs/margin-and-short-selling): cash account ``cash``;
+    margin ``max(equity - initial_margin, 0) * 2`` with a 50 % initial margin on long and short
+    market value, i.e. ``2 * equity - (long + |short|)``; pattern day trader the day-trading
+    buying power ``4 * (last_equity - last_maintenance_margin)`` set at the start of the day
+    (``bod_dtbp``), used by the cost of shares opened today and given back when today's shares
+    are closed. Never below 0.
+    """
 
     def __init__(
-        self, key: str, secret: str, cash: Decimal = Decimal("100000"), *, auto_trade: bool = True
+        self,
+        key: str,
+        secret: str,
+        cash: Decimal = Decimal("100000"),
+        *,
+        auto_trade: bool = True,
+        multiplier: int = 1,
+        trading_day: date | None = None,
     ) -> None:
         """Create an account.
 
@@ -418,17 +453,34 @@ class SimAccount:
             secret: The API secret (``APCA-API-SECRET-KEY``).
             cash: Starting cash in USD; also the account's ``last_equity``.
             auto_trade: Whether the simulator's auto trader places orders for it.
+            multiplier: 1 (cash account), 2 (margin) or 4 (pattern day trader).
+            trading_day: The account's current trading day (``balance_asof``); default today
+                (UTC).
+
+        Raises:
+            ValueError: ``multiplier`` is not 1, 2 or 4.
         """
+        if multiplier not in MULTIPLIERS:
+            raise ValueError(f"multiplier must be one of {MULTIPLIERS}, got {multiplier!r}")
         self.key = key
         self.secret = secret
         self.cash = Decimal(cash)
         self.last_equity = Decimal(cash)
         self.auto_trade = auto_trade
+        self.multiplier = multiplier
+        self.trading_day = trading_day or utcnow().date()
+        self.last_maintenance_margin = ZERO
+        self.bod_dtbp = 4 * self.cash if multiplier == 4 else ZERO
+        #: Shares opened today and still held, and their cost, per symbol (day-trading BP use).
+        self.day_open: dict[str, tuple[Decimal, Fraction]] = {}
+        self.dt_used = FZERO
         self.id = str(uuid.uuid5(_ASSET_NS, "account:" + key))
         self.account_number = f"PA{zlib.crc32(key.encode()) % 10**10:010d}"
         self.created_at = utcnow()
         self.positions: dict[str, SimPosition] = {}
         self.orders: dict[str, SimOrder] = {}
+        #: Every execution, oldest first, as ``GET /v2/account/activities`` reports it.
+        self.activities: list[FillActivity] = []
 
     # ----------------------------------------------------------------- queries
 
@@ -475,6 +527,73 @@ class SimAccount:
         long_mv, short_mv = self.market_values(price_of)
         return self.cash + long_mv + short_mv
 
+    def gross_market_value(self, price_of: PriceOf) -> Decimal:
+        """Return long market value plus the absolute short market value, in USD.
+
+        Args:
+            price_of: Current price per symbol.
+
+        Returns:
+            ``long_market_value - short_market_value`` (the short one is ≤ 0).
+        """
+        long_mv, short_mv = self.market_values(price_of)
+        return long_mv - short_mv
+
+    def regt_buying_power(self, price_of: PriceOf) -> Decimal:
+        """Return the Reg T buying power: ``2 * equity - gross`` for margin accounts, else cash.
+
+        Args:
+            price_of: Current price per symbol.
+
+        Returns:
+            USD, never below 0.
+        """
+        if self.multiplier == 1:
+            return max(ZERO, self.cash)
+        return max(ZERO, 2 * self.equity(price_of) - self.gross_market_value(price_of))
+
+    def daytrading_buying_power(self) -> Decimal:
+        """Return the day-trading buying power left: ``bod_dtbp`` minus today's opening use.
+
+        Returns:
+            USD, never below 0; 0 for accounts that are not pattern day traders.
+        """
+        if self.multiplier != 4:
+            return ZERO
+        return max(ZERO, _dec(Fraction(self.bod_dtbp) - self.dt_used))
+
+    def buying_power(self, price_of: PriceOf) -> Decimal:
+        """Return Alpaca's ``buying_power`` for this account type (see the class docstring).
+
+        Args:
+            price_of: Current price per symbol.
+
+        Returns:
+            USD, never below 0.
+        """
+        if self.multiplier == 4:
+            return self.daytrading_buying_power()
+        return self.regt_buying_power(price_of)
+
+    def roll_day(self, price_of: PriceOf, next_day: date) -> None:
+        """Start the next trading day: ``last_equity`` becomes today's closing equity.
+
+        Also sets ``last_maintenance_margin`` (30 % of the gross market value), a pattern day
+        trader's ``bod_dtbp = 4 * (last_equity - last_maintenance_margin)``, and forgets which
+        shares were opened today.
+
+        Args:
+            price_of: Closing price per symbol.
+            next_day: The new trading day (``balance_asof``).
+        """
+        self.last_equity = self.equity(price_of)
+        self.last_maintenance_margin = MAINTENANCE_MARGIN * self.gross_market_value(price_of)
+        if self.multiplier == 4:
+            self.bod_dtbp = max(ZERO, 4 * (self.last_equity - self.last_maintenance_margin))
+        self.day_open = {}
+        self.dt_used = FZERO
+        self.trading_day = next_day
+
     def reserved_buying_power(self, price_of: PriceOf) -> Decimal:
         """Return the cash held for open buy orders (remaining shares at limit or current price).
 
@@ -497,50 +616,53 @@ class SimAccount:
             price_of: Current price per symbol.
 
         Returns:
-            The account dict; ``buying_power`` is the cash (cash account, multiplier 1) and
-            ``last_equity`` the equity when the account was created.
+            The account dict: ``buying_power`` per the account type (class docstring),
+            ``last_equity`` the equity at the last :meth:`roll_day` (or the starting cash) and
+            ``balance_asof`` the current trading day.
         """
         long_mv, short_mv = self.market_values(price_of)
         equity = self.cash + long_mv + short_mv
+        gross = long_mv - short_mv
         cash = fmt_money(self.cash)
-        margin = fmt_money(long_mv - short_mv)
+        buying_power = fmt_money(self.buying_power(price_of))
+        initial = gross if self.multiplier == 1 else INITIAL_MARGIN * gross
         return {
             "id": self.id,
             "account_number": self.account_number,
             "status": "ACTIVE",
             "crypto_status": "ACTIVE",
             "currency": "USD",
-            "buying_power": cash,
-            "regt_buying_power": cash,
-            "daytrading_buying_power": "0",
-            "effective_buying_power": cash,
-            "non_marginable_buying_power": cash,
-            "options_buying_power": cash,
-            "bod_dtbp": "0",
+            "buying_power": buying_power,
+            "regt_buying_power": fmt_money(self.regt_buying_power(price_of)),
+            "daytrading_buying_power": fmt_money(self.daytrading_buying_power()),
+            "effective_buying_power": buying_power,
+            "non_marginable_buying_power": fmt_money(max(ZERO, self.cash)),
+            "options_buying_power": fmt_money(max(ZERO, self.cash)),
+            "bod_dtbp": fmt_money(self.bod_dtbp),
             "cash": cash,
             "accrued_fees": "0",
             "pending_transfer_in": "0",
             "pending_transfer_out": "0",
             "portfolio_value": fmt_money(equity),
-            "pattern_day_trader": False,
+            "pattern_day_trader": self.multiplier == 4,
             "trading_blocked": False,
             "transfers_blocked": False,
             "account_blocked": False,
             "created_at": iso(self.created_at),
             "trade_suspended_by_user": False,
-            "multiplier": "1",
+            "multiplier": str(self.multiplier),
             "shorting_enabled": True,
             "equity": fmt_money(equity),
             "last_equity": fmt_money(self.last_equity),
             "long_market_value": fmt_money(long_mv),
             "short_market_value": fmt_money(short_mv),
-            "position_market_value": fmt_money(long_mv - short_mv),
-            "initial_margin": margin,
-            "maintenance_margin": margin,
-            "last_maintenance_margin": "0",
+            "position_market_value": fmt_money(gross),
+            "initial_margin": fmt_money(initial),
+            "maintenance_margin": fmt_money(MAINTENANCE_MARGIN * gross),
+            "last_maintenance_margin": fmt_money(self.last_maintenance_margin),
             "sma": "0",
             "daytrade_count": 0,
-            "balance_asof": self.created_at.date().isoformat(),
+            "balance_asof": self.trading_day.isoformat(),
             "crypto_tier": 1,
             "options_approved_level": 0,
             "options_trading_level": 0,
@@ -672,8 +794,8 @@ class SimAccount:
 
         Raises:
             SimAPIError: 422 for a duplicate client order id, 403 (code 40310000)
-                ``insufficient buying power`` if the cash (minus what open buy orders
-                hold) cannot pay for the shares bought or sold short.
+                ``insufficient buying power`` if the buying power (minus what open buy
+                orders hold) cannot pay for the shares bought or sold short.
         """
         client_order_id = spec.client_order_id or str(uuid.uuid4())
         if any(o.client_order_id == client_order_id for o in self.orders.values()):
@@ -686,7 +808,7 @@ class SimAccount:
             opening = spec.qty
         else:
             opening = max(spec.qty - max(held, ZERO), ZERO)
-        available = self.cash - self.reserved_buying_power(price_of)
+        available = self.buying_power(price_of) - self.reserved_buying_power(price_of)
         if opening * price > available:
             raise SimAPIError(403, 40310000, "insufficient buying power")
         if spec.side == "buy":
@@ -745,7 +867,8 @@ class SimAccount:
             price: Execution price in USD per share.
 
         Returns:
-            The execution, with the order and position already updated.
+            The execution, with the order and position already updated; it is also recorded
+            in :attr:`activities` (a ``FILL`` activity with the same execution id).
 
         Raises:
             ValueError: If the order is not open or qty is out of range.
@@ -770,6 +893,8 @@ class SimAccount:
         else:
             self.positions[order.symbol] = SimPosition(order.symbol, new_qty, new_cost)
         self.cash -= delta * price
+        closing = min(qty, abs(old_qty)) if old_qty != 0 and (old_qty > 0) != (delta > 0) else ZERO
+        self._count_day_trade(order.symbol, closing, qty - closing, price)
         now = utcnow()
         order.filled_qty += qty
         order.filled_notional += qty * price
@@ -779,14 +904,48 @@ class SimAccount:
             order.filled_at = now
         else:
             order.status = "partially_filled"
+        execution_id = str(uuid.uuid4())
+        self.activities.append(
+            FillActivity(
+                execution_id=execution_id,
+                order_id=order.id,
+                symbol=order.symbol,
+                side=order.side,
+                qty=qty,
+                price=price,
+                cum_qty=order.filled_qty,
+                leaves_qty=order.remaining,
+                order_status=order.status,
+                transaction_time=now,
+            )
+        )
         return Execution(
             order=order,
             qty=qty,
             price=price,
             position_qty=new_qty,
-            execution_id=str(uuid.uuid4()),
+            execution_id=execution_id,
             timestamp=now,
         )
+
+    def _count_day_trade(
+        self, symbol: str, closing: Decimal, opening: Decimal, price: Decimal
+    ) -> None:
+        """Track day-trading buying power: opening shares use it, closing today's give it back.
+
+        Closing shares close today's shares first; what they give back is their share of the
+        cost of today's shares (average cost).
+        """
+        open_qty, open_cost = self.day_open.get(symbol, (ZERO, FZERO))
+        restored = FZERO
+        if closing and open_qty:
+            matched = min(closing, open_qty)
+            restored = open_cost * Fraction(matched) / Fraction(open_qty)
+            open_qty -= matched
+            open_cost -= restored
+        used = Fraction(opening) * Fraction(price)
+        self.day_open[symbol] = (open_qty + opening, open_cost + used)
+        self.dt_used += used - restored
 
     def set_position(self, symbol: str, qty: Decimal, avg_entry_price: Decimal) -> None:
         """Seed or replace a position directly (for tests and demos; cash is untouched).

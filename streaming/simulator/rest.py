@@ -8,12 +8,22 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import tornado.web
 
+from streaming.simulator.activities import (
+    ACTIVITY_TYPES,
+    CATEGORIES,
+    MAX_PAGE_SIZE,
+    NEW_YORK,
+    ActivityQuery,
+    ActivityQueryError,
+    is_activity_id,
+    select_activities,
+)
 from streaming.simulator.book import EXCHANGES, SimAccount, SimAPIError, asset_id, unprocessable
 from streaming.simulator.fmt import iso, utcnow
 
@@ -300,6 +310,113 @@ class OrderHandler(SimHandler):
         self.finish()
 
 
+def _parse_day_or_time(name: str, raw: str) -> datetime:
+    """Read an activities time filter: ``YYYY-MM-DD`` (midnight in New York) or RFC 3339."""
+    if len(raw) == 10:
+        try:
+            day = date.fromisoformat(raw)
+        except ValueError:
+            raise unprocessable(f"invalid {name}: {raw!r}") from None
+        return datetime.combine(day, time(), NEW_YORK)
+    return _parse_time(name, raw)
+
+
+class ActivitiesHandler(SimHandler):
+    """``GET /v2/account/activities`` and ``GET /v2/account/activities/{activity_type}``.
+
+    Serves ``FILL`` activities (see :mod:`streaming.simulator.activities` for the shapes and
+    paging, from https://docs.alpaca.markets/reference/getaccountactivities); every other
+    documented type answers ``[]``. The body is a JSON array; the next page is asked for with
+    ``page_token`` = the last id received, and an empty array ends the listing.
+    """
+
+    def get(self, activity_type: str | None = None) -> None:
+        """List activities.
+
+        Query parameters: ``activity_types`` (comma-separated, list form only), ``category``
+        (``trade_activity``/``non_trade_activity``, list form only), ``date``, ``after``,
+        ``until`` (``YYYY-MM-DD`` or RFC 3339 with a zone), ``direction``, ``page_size``,
+        ``page_token``.
+
+        Args:
+            activity_type: The type from the path, or None for the list form.
+
+        Raises:
+            SimAPIError: 422 (code 40010001) naming the bad parameter, e.g.
+                ``invalid activity type: FFFFF`` (Alpaca's own answer).
+        """
+        arg = self.get_query_argument
+        category = arg("category", None)
+        if activity_type is not None:
+            if activity_type not in ACTIVITY_TYPES:
+                raise unprocessable(f"invalid activity type: {activity_type}")
+            if category is not None:
+                raise unprocessable("category cannot be used with an activity type in the path")
+            types: set[str] | None = {activity_type}
+        else:
+            raw_types = arg("activity_types", None)
+            types = None
+            if raw_types is not None:
+                types = {t.strip() for t in raw_types.split(",") if t.strip()}
+                for name in sorted(types):
+                    if name not in ACTIVITY_TYPES:
+                        raise unprocessable(f"invalid activity type: {name}")
+                if not types:
+                    raise unprocessable("activity_types must name at least one type")
+        if category is not None:
+            if category not in CATEGORIES:
+                raise unprocessable(f"invalid category: {category!r}")
+            if types is not None:
+                raise unprocessable("category cannot be used with activity_types")
+        fills = (types is None or "FILL" in types) and category != "non_trade_activity"
+
+        raw_date = arg("date", None)
+        raw_after = arg("after", None)
+        raw_until = arg("until", None)
+        on_date = None
+        if raw_date is not None:
+            if raw_after is not None or raw_until is not None:
+                raise unprocessable("date cannot be used with after or until")
+            try:
+                on_date = date.fromisoformat(raw_date[:10])
+            except ValueError:
+                raise unprocessable(f"invalid date: {raw_date!r}") from None
+            if len(raw_date) > 10:
+                _parse_time("date", raw_date)  # validated; the calendar date written counts
+        after = _parse_day_or_time("after", raw_after) if raw_after is not None else None
+        until = _parse_day_or_time("until", raw_until) if raw_until is not None else None
+
+        direction = arg("direction", "desc")
+        if direction not in ("asc", "desc"):
+            raise unprocessable(f"invalid direction: {direction!r}")
+        raw_size = arg("page_size", None)
+        page_size: int | None = None if on_date is not None else MAX_PAGE_SIZE
+        if raw_size is not None:
+            try:
+                page_size = int(raw_size)
+            except ValueError:
+                raise unprocessable(f"invalid page_size: {raw_size!r}") from None
+            if page_size < 1 or (on_date is None and page_size > MAX_PAGE_SIZE):
+                raise unprocessable(f"page_size must be between 1 and {MAX_PAGE_SIZE}")
+        token = arg("page_token", None)
+        if token is not None and not is_activity_id(token):
+            raise unprocessable(f"invalid page_token: {token!r}")
+        query = ActivityQuery(
+            fills=fills,
+            on_date=on_date,
+            after=after,
+            until=until,
+            direction=direction,
+            page_size=page_size,
+            page_token=token,
+        )
+        try:
+            rows = select_activities(self.acct.activities, query)
+        except ActivityQueryError as exc:
+            raise unprocessable(str(exc)) from None
+        self.send_json([a.to_json() for a in rows])
+
+
 class ClockHandler(SimHandler):
     """``GET /v2/clock``: the simulated market is always open."""
 
@@ -370,6 +487,8 @@ def rest_routes(sim: Simulator) -> list[Any]:
         (r"/v2/orders", OrdersHandler, kw),
         (r"/v2/orders:by_client_order_id", OrderByClientIdHandler, kw),
         (r"/v2/orders/([^/]+)", OrderHandler, kw),
+        (r"/v2/account/activities", ActivitiesHandler, kw),
+        (r"/v2/account/activities/([^/]+)", ActivitiesHandler, kw),
         (r"/v2/clock", ClockHandler, kw),
         (r"/v2/assets/([^/]+)", AssetHandler, kw),
     ]

@@ -12,6 +12,7 @@ import json
 import logging
 import random
 from collections.abc import Callable
+from datetime import date, timedelta
 from decimal import ROUND_FLOOR, Decimal
 from typing import Any
 
@@ -75,6 +76,7 @@ class Simulator:
         seed: int = 7,
         accept_any_key: bool = False,
         jitter_bps: float = 5.0,
+        day_s: float | None = None,
     ) -> None:
         """Configure the simulator (nothing runs until :meth:`start`).
 
@@ -89,6 +91,9 @@ class Simulator:
             accept_any_key: If True, an unknown key pair gets a fresh account (100 000 USD)
                 instead of being refused.
             jitter_bps: Maximum price jitter in basis points (0 = pure interpolation).
+            day_s: Seconds per simulated trading day: every ``day_s`` the accounts roll to the
+                next trading day (:meth:`roll_day`). None (the default) rolls at each real NYSE
+                close, as Alpaca's ``last_equity`` does (holidays and early closes included).
 
         Raises:
             ValueError: If a duration is not positive.
@@ -102,6 +107,9 @@ class Simulator:
                 raise ValueError(f"{name} must be > 0")
         if fill_delay_s < 0:
             raise ValueError("fill_delay_s must be >= 0")
+        if day_s is not None and day_s <= 0:
+            raise ValueError("day_s must be > 0")
+        self.day_s = day_s
         self.tick_s = tick_s
         self.month_s = month_s
         self.auto_trade = auto_trade
@@ -122,12 +130,16 @@ class Simulator:
         self._in_flight: set[str] = set()
         self._open_limits: dict[str, tuple[SimAccount, SimOrder]] = {}
         self._timers: set[asyncio.TimerHandle] = set()
+        self._tasks: set[asyncio.Future[None]] = set()
         self._trading_conns: set[TradingStreamHandler] = set()
         self._data_conns: set[DataStreamHandler] = set()
         self._streams_paused = False
         self._server: HTTPServer | None = None
         self._tick_cb: PeriodicCallback | None = None
         self._auto_cb: PeriodicCallback | None = None
+        self._day_cb: PeriodicCallback | None = None
+        self._close_handle: asyncio.TimerHandle | None = None
+        self._calendar: Any = None
         self._host = "127.0.0.1"
         self._port: int | None = None
 
@@ -176,15 +188,25 @@ class Simulator:
         self._tick_cb.start()
         self._auto_cb = PeriodicCallback(self._auto_trade_all, self.auto_trade_every_s * 1000)
         self._auto_cb.start()
+        if self.day_s is not None:
+            self._day_cb = PeriodicCallback(self.roll_day, self.day_s * 1000)
+            self._day_cb.start()
+        else:
+            self._schedule_close()
         log.info("Alpaca simulator listening on %s", self.trading_url)
         return self._port
 
     async def stop(self) -> None:
         """Close every socket and stop all timers. Safe to call twice."""
-        for cb in (self._tick_cb, self._auto_cb):
+        for cb in (self._tick_cb, self._auto_cb, self._day_cb):
             if cb is not None:
                 cb.stop()
-        self._tick_cb = self._auto_cb = None
+        self._tick_cb = self._auto_cb = self._day_cb = None
+        if self._close_handle is not None:
+            self._close_handle.cancel()
+            self._close_handle = None
+        for task in list(self._tasks):
+            task.cancel()
         for handle in list(self._timers):
             handle.cancel()
         self._timers.clear()
@@ -261,6 +283,7 @@ class Simulator:
         cash: Decimal = Decimal("100000"),
         *,
         auto_trade: bool | None = None,
+        multiplier: int = 1,
     ) -> SimAccount:
         """Create an account reachable with an API key pair.
 
@@ -269,12 +292,14 @@ class Simulator:
             secret: The API secret.
             cash: Starting cash in USD (also ``last_equity``).
             auto_trade: Whether the auto trader trades for it; None uses the simulator default.
+            multiplier: 1 cash account, 2 Reg T margin, 4 pattern day trader (as Alpaca's
+                paper accounts can be).
 
         Returns:
             The account.
 
         Raises:
-            ValueError: If the key is empty or already used.
+            ValueError: If the key is empty or already used, or the multiplier is not 1, 2 or 4.
         """
         if not key or not secret:
             raise ValueError("key and secret must be non-empty")
@@ -285,6 +310,8 @@ class Simulator:
             secret,
             Decimal(cash),
             auto_trade=self.auto_trade if auto_trade is None else auto_trade,
+            multiplier=multiplier,
+            trading_day=self._trading_day(),
         )
         self._accounts[key] = account
         self._rngs[key] = random.Random(f"{self.seed}:{key}")
@@ -312,6 +339,58 @@ class Simulator:
             The accounts.
         """
         return list(self._accounts.values())
+
+    def _trading_day(self) -> date:
+        existing = next(iter(self._accounts.values()), None)
+        return existing.trading_day if existing is not None else utcnow().date()
+
+    def roll_day(self) -> None:
+        """End the trading day for every account: ``last_equity`` := equity now, new day.
+
+        Also sets each account's ``last_maintenance_margin`` and (pattern day traders) the new
+        ``bod_dtbp`` (see :meth:`SimAccount.roll_day`), and makes the current prices the
+        symbols' previous close (``lastday_price``). The new trading day (``balance_asof``) is
+        the next weekday, or with real closes (``day_s`` None) the next NYSE session.
+        """
+        today = self._trading_day()
+        if self._calendar is not None:
+            next_day = self._calendar.session_after(today)
+        else:
+            next_day = today + timedelta(days=1)
+            while next_day.weekday() >= 5:
+                next_day += timedelta(days=1)
+        for account in self._accounts.values():
+            account.roll_day(self.price, next_day)
+        self._lastday = dict(self._prices)
+        log.info("simulator: trading day %s ended; accounts now on %s", today, next_day)
+
+    def _schedule_close(self) -> None:
+        """Roll the day at the next real NYSE close (calendar loaded lazily, in a thread)."""
+        loop = asyncio.get_running_loop()
+
+        async def schedule() -> None:
+            try:
+                if self._calendar is None:
+                    from streaming.market_calendar import MarketCalendar
+
+                    self._calendar = await loop.run_in_executor(None, MarketCalendar)
+                close = await loop.run_in_executor(None, self._calendar.next_close, utcnow())
+            except Exception:
+                log.exception("simulator: no market calendar; last_equity will not roll")
+                return
+            if self._tick_cb is None:  # stopped meanwhile
+                return
+            delay = max(0.0, (close - utcnow()).total_seconds())
+            self._close_handle = loop.call_later(delay, self._at_close)
+
+        task = asyncio.ensure_future(schedule())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _at_close(self) -> None:
+        self._close_handle = None
+        self.roll_day()
+        self._schedule_close()
 
     def authenticate(self, key: Any, secret: Any) -> SimAccount | None:
         """Check an API key pair (REST headers or stream auth message).

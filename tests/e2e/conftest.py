@@ -163,6 +163,15 @@ def chromium() -> Iterator[Any]:
         browser.close()
 
 
+@pytest.fixture
+def page(chromium: Any) -> Any:
+    """A fresh browser context and page (1280×860, en-US) for one test."""
+    context = chromium.new_context(viewport={"width": 1280, "height": 860}, locale="en-US")
+    page = context.new_page()
+    yield page
+    context.close()
+
+
 def login(page: Any, base_url: str, username: str = "alice", password: str = "demo") -> None:
     page.goto(base_url + "/")
     page.get_by_label("Username").fill(username)

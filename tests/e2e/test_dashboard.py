@@ -45,14 +45,6 @@ def now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-@pytest.fixture
-def page(chromium: Any) -> Any:
-    context = chromium.new_context(viewport={"width": 1280, "height": 860}, locale="en-US")
-    page = context.new_page()
-    yield page
-    context.close()
-
-
 def wait_for_positions(page: Any, timeout_ms: int = 30_000) -> None:
     # The demo auto-trader buys within a few seconds of start.
     page.locator("[data-testid=positions-table] tbody tr").first.wait_for(timeout=timeout_ms)

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import ujson
 
-from tests.conftest import TOKEN, Running, recv_type, subscribe
+from tests.conftest import HEALTHY, TOKEN, Running, recv_type, subscribe
 from tests.handlers.test_ws import ACCOUNT, ORDER, POSITION
 
 
@@ -97,7 +97,7 @@ async def test_rest_views_need_a_session_and_answer_with_seq(folio: Running) -> 
 @pytest.mark.gen_test(timeout=30)
 async def test_health(folio: Running) -> None:
     """/api/health needs no session."""
-    assert await folio.get_json("/api/health") == (200, {"status": "ok", "realtime": True})
+    assert await folio.get_json("/api/health") == (200, HEALTHY)
 
 
 @pytest.mark.gen_test(timeout=30)
@@ -267,8 +267,9 @@ async def test_whole_server_on_postgresql(make_server: Any) -> None:
 
 
 @pytest.mark.gen_test(timeout=30)
-async def test_cookie_is_secure_behind_an_https_proxy(folio: Running) -> None:
-    """X-Forwarded-Proto: https (TLS at the proxy) → the session cookie is marked Secure."""
+async def test_cookie_is_secure_behind_an_https_proxy(make_server: Any) -> None:
+    """X-Forwarded-Proto: https from a TRUSTED_PROXIES peer → the session cookie is Secure."""
+    folio = await make_server(trusted_proxies="127.0.0.1")
     resp = await folio.request(
         "POST",
         "/api/login",
@@ -278,6 +279,20 @@ async def test_cookie_is_secure_behind_an_https_proxy(folio: Running) -> None:
     assert resp.code == 200
     cookie = next(h for h in resp.headers.get_list("Set-Cookie") if h.startswith("session="))
     assert "; Secure" in cookie and "HttpOnly" in cookie
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_forwarding_headers_ignored_without_trusted_proxies(folio: Running) -> None:
+    """Without TRUSTED_PROXIES, X-Forwarded-Proto/X-Real-IP from any client change nothing."""
+    resp = await folio.request(
+        "POST",
+        "/api/login",
+        {"username": "alice", "password": "demo"},
+        headers={"X-Forwarded-Proto": "https", "X-Real-IP": "203.0.113.9"},
+    )
+    assert resp.code == 200
+    cookie = next(h for h in resp.headers.get_list("Set-Cookie") if h.startswith("session="))
+    assert "; Secure" not in cookie
 
 
 @pytest.mark.gen_test(timeout=30)
@@ -291,4 +306,4 @@ async def test_oversized_body_refused_and_server_keeps_serving(folio: Running) -
         assert resp.code in (400, 413, 599)
     except Exception as exc:  # the server may close the connection while we still send
         assert "Stream closed" in str(exc) or "Connection" in str(exc), exc
-    assert await folio.get_json("/api/health") == (200, {"status": "ok", "realtime": True})
+    assert await folio.get_json("/api/health") == (200, HEALTHY)

@@ -9,7 +9,16 @@ import pytest
 import ujson
 from tornado.httpclient import HTTPClientError
 
-from tests.conftest import Running, no_message, raw_ws, recv, recv_type, subscribe, wait
+from tests.conftest import (
+    HEALTHY,
+    Running,
+    no_message,
+    raw_ws,
+    recv,
+    recv_type,
+    subscribe,
+    wait,
+)
 
 POSITION = {
     "symbol": "AAPL",
@@ -405,7 +414,7 @@ async def test_realtime_flag_off(make_server: Any) -> None:
     with pytest.raises(HTTPClientError) as info:
         await folio.connect(cookie)
     assert info.value.code == 404
-    assert await folio.get_json("/api/health") == (200, {"status": "ok", "realtime": False})
+    assert await folio.get_json("/api/health") == (200, {**HEALTHY, "realtime": False})
     code, body = await folio.get_json("/api/account", cookie)
     assert code == 200 and body["account"]["cash"] == "100000.00"
 

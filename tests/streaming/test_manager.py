@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import ujson
 
-from streaming.broker import Publication
+from streaming.broker import BrokerUnavailable, Publication
 from streaming.closecodes import CloseCode
 from streaming.events import Channel
 from streaming.frames import PreparedMessage
@@ -645,6 +645,8 @@ def test_disconnect_is_idempotent_and_ignores_refused_clients():
 
 
 def test_sweep_pings_when_due_and_closes_after_timeout():
+    """4000 only once a ping sent HEARTBEAT_TIMEOUT_S ago is still unanswered (issue 7)."""
+
     async def main() -> None:
         manager, _, clock = make(heartbeat_interval_s=15.0, heartbeat_timeout_s=30.0)
         client = FakeClient()
@@ -662,24 +664,22 @@ def test_sweep_pings_when_due_and_closes_after_timeout():
         tick(15.0)
         tick(20.0)
         clock.now = 25.0
-        manager.seen(client)  # a pong
+        manager.seen(client)  # a pong: answers the ping of 15.0
         tick(29.9)
-        tick(30.0)
-        tick(44.9)
+        tick(30.0)  # a new ping, unanswered from now on
         tick(45.0)
-        tick(54.9)
+        tick(59.9)
         assert manager.hub.count() == 1
-        tick(55.0)
+        tick(60.0)
         assert events == [
             (14.9, []),
             (15.0, [("ping", None)]),
             (20.0, []),
             (29.9, []),
             (30.0, [("ping", None)]),
-            (44.9, []),
             (45.0, [("ping", None)]),
-            (54.9, []),
-            (55.0, [("close", (CloseCode.HEARTBEAT_TIMEOUT, "Heartbeat timeout"))]),
+            (59.9, []),
+            (60.0, [("close", (CloseCode.HEARTBEAT_TIMEOUT, "Heartbeat timeout"))]),
         ]
         assert events[-1][1][0][1][0] == 4000
         # the slot is freed at once (a silent peer may never finish the close handshake)
@@ -699,14 +699,72 @@ def test_sweep_touches_only_silent_connections():
         manager.connect(quiet)
         manager.connect(chatty)
         clock.now = 29.0
-        manager.seen(chatty)
         manager.sweep()  # both get a ping (last ping at 0)
-        clock.now = 30.0
+        clock.now = 40.0
+        manager.seen(chatty)
+        clock.now = 59.0
         manager.sweep()
         assert quiet.log == [("ping", None), ("close", (4000, "Heartbeat timeout"))]
-        assert chatty.log == [("ping", None)]
+        assert chatty.log == [("ping", None), ("ping", None)]  # answered, so pinged again
         assert manager.hub.connections("2") == {chatty}
         assert manager.hub.connections("1") == set()
+
+    run(main)
+
+
+def test_a_loop_stall_is_not_blamed_on_clients():
+    """A 35 s stall of the server (recorded by the lag probe) does not close anyone with 4000;
+    the same silence without a stall does."""
+
+    async def main() -> None:
+        manager, _, clock = make(heartbeat_interval_s=15.0, heartbeat_timeout_s=30.0)
+        client = FakeClient()
+        clock.now = 0.0
+        manager.connect(client)
+        clock.now = 15.0
+        manager.sweep()  # ping, unanswered
+        manager.loop_lag.record(0.0, 15.0)
+        # the process stops from 16 s to 51 s; the probe wakes 35 s late
+        manager.loop_lag.record(35.0, 51.0)
+        clock.now = 51.0
+        manager.sweep()
+        assert ("close", (4000, "Heartbeat timeout")) not in client.log
+        assert manager.hub.count() == 1
+        clock.now = 52.0
+        manager.seen(client)  # its pong, read after the stall
+        clock.now = 60.0
+        manager.sweep()
+        assert manager.hub.count() == 1
+        # a later, genuine silence is still detected
+        clock.now = 66.0
+        manager.sweep()  # ping at 66
+        for at in (70.0, 80.0, 90.0, 95.9):
+            manager.loop_lag.record(0.001, at)
+            clock.now = at
+            manager.sweep()
+        assert manager.hub.count() == 1
+        clock.now = 96.1  # 30 s after the ping of 66 s, minus the 1 ms lag samples
+        manager.loop_lag.record(0.001, 96.1)
+        manager.sweep()
+        assert client.log[-1] == ("close", (4000, "Heartbeat timeout"))
+
+    run(main)
+
+
+def test_a_stall_still_in_progress_is_not_blamed_either():
+    """The sweep may run before the lag probe reports the stall that just ended: the time since
+    the probe's last wake-up counts as a stall."""
+
+    async def main() -> None:
+        manager, _, clock = make(heartbeat_interval_s=15.0, heartbeat_timeout_s=30.0)
+        client = FakeClient()
+        manager.connect(client)
+        clock.now = 15.0
+        manager.sweep()
+        manager.loop_lag.record(0.0, 15.5)  # last probe before the stall
+        clock.now = 60.0  # 45 s later, no probe since
+        manager.sweep()
+        assert manager.hub.count() == 1
 
     run(main)
 
@@ -883,5 +941,74 @@ def test_late_subscriber_not_told_when_not_stale_or_no_account(status, source):
         manager.connect(client)
         await manager.handle(client, sub_msg())
         assert client.types() == ["subscribed", "snapshot"]
+
+    run(main)
+
+
+# -- the outbox while the engine is unreachable -------------------------------------------------
+
+
+class FlakyBroker(MemoryBroker):
+    """A memory engine that is "unreachable" while ``down`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__(epoch=EPOCH)
+        self.down = False
+        self.attempts = 0
+
+    async def publish(self, user_id: str, type_: str, data: Any, *, emitted_at: float = 0.0) -> Any:
+        self.attempts += 1
+        if self.down:
+            raise BrokerUnavailable("down")
+        return await super().publish(user_id, type_, data, emitted_at=emitted_at)
+
+
+def test_events_wait_in_order_while_the_engine_is_down():
+    async def main() -> None:
+        broker = FlakyBroker()
+        manager, _, _ = make(broker=broker)
+        client = FakeClient(channels=ALL)
+        assert manager.connect(client)
+        broker.down = True
+        for i in range(5):
+            manager.emit("1", "order_update", {**ORDER_AAPL, "orderId": f"o{i}"})
+        while broker.attempts < 3:  # retried, not dropped
+            await asyncio.sleep(0.01)
+        assert client.messages == [] and manager.stats()["outbox"]["events"] == 5
+        assert manager.stats()["outbox"]["engineDown"] is True
+        broker.down = False
+        await manager.wait_idle()
+        assert [m["data"]["orderId"] for m in client.messages] == [f"o{i}" for i in range(5)]
+        assert client.seqs() == [1, 2, 3, 4, 5]
+        assert manager.stats()["outbox"] == {"events": 0, "dropped": 0, "engineDown": False}
+
+    run(main)
+
+
+def test_full_outbox_drops_snapshots_first_and_announces_the_user_again():
+    async def main() -> None:
+        broker = FlakyBroker()
+        manager, _, _ = make(broker=broker, source=FakeSource(), outbox_max_events=100)
+        client = FakeClient(channels=ALL)
+        assert manager.connect(client)
+        broker.down = True
+        manager.emit("1", "order_update", {**ORDER_AAPL, "orderId": "keep-0"})
+        for i in range(150):
+            manager.emit("1", "position_update", {**POS_AAPL, "quantity": str(i)})
+        manager.emit("1", "order_update", {**ORDER_AAPL, "orderId": "keep-1"})
+        assert manager.stats()["outbox"]["events"] == 100
+        assert manager.outbox_dropped == 52
+        broker.down = False
+        await manager.wait_idle()
+        orders = [m["data"]["orderId"] for m in client.messages if m["type"] == "order_update"]
+        assert orders == ["keep-0", "keep-1"]  # orders and executions are kept
+        # The queued snapshots were replaced by the user's state announced again (FakeSource).
+        assert [(m["type"], m["data"]) for m in client.messages[2:]] == [
+            ("position_update", POS_AAPL),
+            ("position_update", POS_MSFT),
+            ("account_update", ACCOUNT),
+        ]
+        assert client.seqs() == [1, 2, 3, 4, 5]
+        assert manager.stats()["outbox"] == {"events": 0, "dropped": 52, "engineDown": False}
 
     run(main)

@@ -63,3 +63,58 @@ def test_a_long_flush_lets_the_loop_run_other_callbacks() -> None:
         assert len(during) >= 5  # the other task ran many times in the middle of the drain
 
     asyncio.run(main())
+
+
+def test_paced_sweep_pings_everyone_and_yields_between() -> None:
+    """The heartbeat tick over many connections pings each once and lets others run."""
+    import time
+
+    from streaming.subscription import Subscription
+
+    class SlowPing:
+        def __init__(self, n: int) -> None:
+            self.user_id = str(n % 50)
+            self.sid = f"s{n}"
+            self.subscription = Subscription()
+            self.last_seen = self.last_ping = self.expires_at = 0.0
+            self.pings = 0
+
+        def send(self, message: object) -> object:
+            raise AssertionError("not expected")
+
+        def ping(self) -> None:  # ~0.1 ms of socket write
+            end = time.perf_counter() + 0.0001
+            while time.perf_counter() < end:
+                pass
+            self.pings += 1
+
+        def close(self, code: int, reason: str) -> None:
+            raise AssertionError("nobody is silent here")
+
+    async def main() -> None:
+        manager = StreamManager(
+            MemoryBroker(),
+            batch_window_ms=0,
+            max_connections_per_user=1000,
+            heartbeat_interval_s=15.0,
+            heartbeat_timeout_s=30.0,
+        )
+        clients = [SlowPing(n) for n in range(500)]
+        for c in clients:
+            assert manager.connect(c)  # type: ignore[arg-type]
+            c.last_ping = c.last_seen = -20.0  # due
+        turns: list[int] = []
+
+        async def other_work() -> None:
+            while True:
+                turns.append(sum(c.pings for c in clients))
+                await asyncio.sleep(0)
+
+        other = asyncio.ensure_future(other_work())
+        await asyncio.sleep(0)
+        await manager.sweep_paced()
+        other.cancel()
+        assert all(c.pings == 1 for c in clients)
+        assert len({t for t in turns if 0 < t < 500}) >= 3
+
+    asyncio.run(main())

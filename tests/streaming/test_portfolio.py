@@ -234,6 +234,8 @@ def test_fill_example_produces_the_four_changes_in_order_with_exact_values():
         "entryPrice": "187.32",
         "unrealizedPnl": "0.00",
         "unrealizedPnlPercent": "0.00",
+        "realizedPnl": "0.00",
+        "realizedPnlToday": "0.00",
         "marketValue": "1873.20",
         "side": "long",
         "openedAt": FILL_ISO,
@@ -241,14 +243,15 @@ def test_fill_example_produces_the_four_changes_in_order_with_exact_values():
     }
     # cash 100000 - 10*187.32 = 98126.80; equity = 98126.80 + 1873.20 = 100000.00
     # dayPnl = 100000 - 99000 = 1000.00; 1000/99000*100 = 1.0101.. -> 1.01
-    # buyingPower = 200000 + (98126.80 - 100000) * 2 = 196253.60
+    # buyingPower (margin, Reg T) = 2 * 100000 - 1873.20 = 198126.80
     assert changes[3][1] == {
         "equity": "100000.00",
-        "buyingPower": "196253.60",
+        "buyingPower": "198126.80",
         "cash": "98126.80",
         "portfolioValue": "100000.00",
         "dayPnl": "1000.00",
         "dayPnlPercent": "1.01",
+        "realizedPnlToday": "0.00",
         "timestamp": FILL_ISO,
     }
     assert state.symbols() == {"AAPL"}
@@ -281,7 +284,8 @@ def test_price_move_on_long_position_updates_pnl_and_account():
     assert acct["dayPnl"] == "1027.80"
     assert acct["dayPnlPercent"] == "1.04"
     assert acct["cash"] == "98126.80"
-    assert acct["buyingPower"] == "196253.60"  # price moves do not move cash
+    # a margin account's buying power follows the marks: 2 * 100027.80 - 1901.00
+    assert acct["buyingPower"] == "198154.60"
     assert acct["timestamp"] == "2024-05-14T14:35:00.000000Z"
 
 
@@ -501,23 +505,16 @@ def test_percent_rounding_half_up(price, pnl, percent):
     assert (pos["unrealizedPnl"], pos["unrealizedPnlPercent"]) == (pnl, percent)
 
 
-def test_position_qty_from_alpaca_overrides_the_computed_quantity():
+def test_position_qty_is_reported_but_quantities_follow_the_executions():
+    """``position_qty`` may already include executions whose events are still on their way."""
     state, _ = make_state()
     changes = state.apply_trade_update(fill("buy", "10", "100", position_qty="12"))
     pos = data(changes, "position_update")
-    assert (pos["quantity"], pos["entryPrice"]) == ("12", "100.00")
+    assert (pos["quantity"], pos["entryPrice"]) == ("10", "100.00")
     assert data(changes, "trade_executed")["positionQty"] == "12"
-
-    # computed 12 - 12 = 0, broker says 3 shares remain: keep the old entry and openedAt
-    changes = state.apply_trade_update(fill("sell", "12", "110", position_qty="3"))
-    after = data(changes, "position_update")
-    assert (after["quantity"], after["side"], after["entryPrice"]) == ("3", "long", "100.00")
-    assert after["openedAt"] == pos["openedAt"]
-    assert after["unrealizedPnl"] == "30.00"
-
-    # computed 3 - 1 = 2, broker says 0: closed
-    changes = state.apply_trade_update(fill("sell", "1", "110", position_qty="0"))
-    assert data(changes, "position_update")["quantity"] == "0"
+    changes = state.apply_trade_update(fill("sell", "10", "110", position_qty="2"))
+    closed = data(changes, "position_update")
+    assert (closed["quantity"], closed["realizedPnl"]) == ("0", "100.00")
     assert state.symbols() == set()
 
 
@@ -546,7 +543,7 @@ def test_account_with_a_short_position():
         "0.00",
         "0.00",
     )
-    assert acct["buyingPower"] == "100500.00"  # 100000 + (100500 - 100000) * 1
+    assert acct["buyingPower"] == "100500.00"  # a cash account's buying power is its cash
 
     acct = data(state.apply_price("AAPL", "40"), "account_update")
     # equity = 100500 - 400 = 100100.00; dayPnl 100.00; 100/100000*100 = 0.10
@@ -557,13 +554,40 @@ def test_account_with_a_short_position():
     )
 
 
-def test_buying_power_uses_the_multiplier_and_never_goes_negative():
+def test_margin_buying_power_falls_with_a_short_sale_and_follows_the_marks():
+    """Example 7b: Reg T buying power = 2 × equity − (long + |short| market value)."""
+    state, _ = synced_state(last_equity="100000", buying_power="200000", multiplier="2")
+    acct = data(state.apply_trade_update(fill("sell", "10", "100")), "account_update")
+    # cash 101000, equity 100000, gross 1000: 200000 - 1000 (the old rule rose to 201000)
+    assert (acct["cash"], acct["equity"], acct["buyingPower"]) == (
+        "101000.00",
+        "100000.00",
+        "199000.00",
+    )
+    acct = data(state.apply_price("AAPL", "110"), "account_update")
+    assert acct["buyingPower"] == "198700.00"  # equity 99900: 199800 - 1100
+
+
+def test_pattern_day_trader_buying_power_is_used_by_opening_and_never_negative():
+    # multiplier 4: buying_power is the day-trading buying power (Alpaca's account docs)
     state, _ = synced_state(cash="1000", buying_power="4000", multiplier="4", last_equity="1000")
     acct = data(state.apply_trade_update(fill("buy", "5", "100")), "account_update")
-    assert acct["buyingPower"] == "2000.00"  # 4000 + (500 - 1000) * 4
+    assert acct["buyingPower"] == "3500.00"  # 4000 - 5 * 100 opened today
     acct = data(state.apply_trade_update(fill("buy", "6", "100")), "account_update")
     assert acct["cash"] == "-100.00"
-    assert acct["buyingPower"] == "0.00"  # 4000 + (-100 - 1000) * 4 = -400 -> 0
+    assert acct["buyingPower"] == "2900.00"
+    acct = data(state.apply_trade_update(fill("sell", "11", "90")), "account_update")
+    assert acct["buyingPower"] == "4000.00"  # closing today's shares restores their cost
+    acct = data(state.apply_trade_update(fill("buy", "41", "100")), "account_update")
+    assert acct["buyingPower"] == "0.00"  # 4000 - 4100 -> 0
+
+
+def test_cash_account_buying_power_is_the_cash():
+    state, _ = synced_state(cash="1000", buying_power="1000", multiplier="1", last_equity="1000")
+    acct = data(state.apply_trade_update(fill("buy", "5", "100")), "account_update")
+    assert acct["buyingPower"] == "500.00"
+    acct = data(state.apply_trade_update(fill("buy", "6", "100")), "account_update")
+    assert (acct["cash"], acct["buyingPower"]) == ("-100.00", "0.00")
 
 
 def test_day_pnl_percent_is_zero_when_last_equity_is_zero():
@@ -577,14 +601,15 @@ def test_account_defaults_when_optional_fields_are_missing():
     state, _ = make_state()
     account = {"cash": "250.5", "equity": "300"}
     acct = data(state.sync(account, []), "account_update")
-    # no last_equity: the broker's equity is used; no buying_power: cash; no multiplier: 1
+    # no last_equity: day P&L is unknown (null), never invented; no multiplier: 1 (cash)
     assert acct == {
         "equity": "250.50",
         "buyingPower": "250.50",
         "cash": "250.50",
         "portfolioValue": "250.50",
-        "dayPnl": "-49.50",
-        "dayPnlPercent": "-16.50",
+        "dayPnl": None,
+        "dayPnlPercent": None,
+        "realizedPnlToday": "0.00",
         "timestamp": SYNC_ISO,
     }
 
@@ -615,6 +640,8 @@ def test_sync_new_positions_then_unchanged_returns_nothing():
         "entryPrice": "187.32",
         "unrealizedPnl": "26.80",  # (190 - 187.32) * 10
         "unrealizedPnlPercent": "1.43",  # 26.80 / 1873.20 * 100 = 1.4307
+        "realizedPnl": "0.00",
+        "realizedPnlToday": "0.00",
         "marketValue": "1900.00",
         "side": "long",
         "openedAt": SYNC_ISO,
@@ -626,11 +653,12 @@ def test_sync_new_positions_then_unchanged_returns_nothing():
     # equity = 100000 + 1900 - 950 = 100950; dayPnl 450; 450 / 100500 * 100 = 0.4477 -> 0.45
     assert changes[2][1] == {
         "equity": "100950.00",
-        "buyingPower": "200000.00",
+        "buyingPower": "199050.00",  # Reg T: 2 * 100950 - (1900 + 950)
         "cash": "100000.00",
         "portfolioValue": "100950.00",
         "dayPnl": "450.00",
         "dayPnlPercent": "0.45",
+        "realizedPnlToday": "0.00",
         "timestamp": SYNC_ISO,
     }
     assert state.symbols() == {"AAPL", "TSLA"}
@@ -725,19 +753,19 @@ def test_sync_after_fills_that_agree_with_the_broker_returns_nothing():
     assert state.sync(broker_account, [rest_position("AAPL", "10", "187.32", "187.32")]) == []
 
 
-def test_sync_resets_the_buying_power_base():
-    state, _ = synced_state()
+def test_sync_resets_the_day_trading_buying_power_base():
+    state, _ = synced_state(multiplier="4")
     state.apply_trade_update(fill("buy", "10", "100"))
     acct = data(
         state.sync(
-            {**ACCOUNT, "cash": "99000", "buying_power": "150000"},
+            {**ACCOUNT, "cash": "99000", "buying_power": "150000", "multiplier": "4"},
             [rest_position("AAPL", "10", "100", "100")],
         ),
         "account_update",
     )
     assert (acct["cash"], acct["buyingPower"]) == ("99000.00", "150000.00")
     acct = data(state.apply_trade_update(fill("buy", "1", "100")), "account_update")
-    assert acct["buyingPower"] == "149800.00"  # 150000 + (98900 - 99000) * 2
+    assert acct["buyingPower"] == "149900.00"  # 150000 - 1 * 100 opened since
 
 
 def order(order_id, status, updated_at, created_at="2024-05-14T14:00:00Z", **extra):
@@ -859,14 +887,16 @@ def test_stale_order_update_is_ignored():
         )
         == []
     )
-    # a late partial fill of the same order is stale too
+    assert snapshot(state) == before
+    # a late partial fill of the same order is a different execution: it still counts (only
+    # its stale order version is not published), see test_accounting_defects.py
     late_partial = copy.deepcopy(FILL_EXAMPLE)
     late_partial.update(event="partial_fill", execution_id="other-exec", qty="4", position_qty="4")
     late_partial["order"].update(
         status="partially_filled", filled_qty="4", updated_at="2024-05-14T14:31:02.100000Z"
     )
-    assert state.apply_trade_update(late_partial) == []
-    assert snapshot(state) == before
+    changes = state.apply_trade_update(late_partial)
+    assert [t for t, _ in changes] == ["trade_executed", "position_update", "account_update"]
     assert state.orders()[0]["status"] == "filled"
 
 
@@ -1102,3 +1132,96 @@ def test_fill_already_counted_by_a_rest_sync_is_not_counted_twice():
     state.apply_trade_update(fill("buy", "5", "110", position_qty="15"))
     assert position(state, "AAPL")["quantity"] == "15"
     assert Decimal(state.account()["cash"]) == Decimal(rest_cash) - 550
+
+
+# --------------------------------------------------------------------------------------------
+# Realized P&L (average-cost method) and the trading day: the worked examples of docs/pnl.md
+# --------------------------------------------------------------------------------------------
+
+
+def test_realized_partial_close_then_close():
+    """Example 9: long 10 @ 100, sell 4 @ 110 (+40), sell 6 @ 95 (−30)."""
+    state, _ = synced_state(multiplier="1")
+    state.apply_trade_update(fill("buy", "10", "100"))
+    changes = state.apply_trade_update(fill("sell", "4", "110"))
+    pos = data(changes, "position_update")
+    assert (pos["quantity"], pos["entryPrice"]) == ("6", "100.00")
+    assert (pos["realizedPnl"], pos["realizedPnlToday"]) == ("40.00", "40.00")
+    assert data(changes, "account_update")["realizedPnlToday"] == "40.00"
+    changes = state.apply_trade_update(fill("sell", "6", "95"))
+    closed = data(changes, "position_update")
+    assert (closed["quantity"], closed["realizedPnl"], closed["realizedPnlToday"]) == (
+        "0",
+        "10.00",
+        "10.00",
+    )
+    acct = data(changes, "account_update")
+    # cash 100000 - 1000 + 440 + 570 = 100010 = start + realized
+    assert (acct["cash"], acct["realizedPnlToday"]) == ("100010.00", "10.00")
+
+
+def test_realized_flip_long_to_short():
+    """Example 10: long 10 @ 100, sell 15 @ 120: +200 realized, new short 5 @ 120 has none."""
+    state, _ = synced_state(multiplier="1")
+    state.apply_trade_update(fill("buy", "10", "100"))
+    changes = state.apply_trade_update(fill("sell", "15", "120"))
+    pos = data(changes, "position_update")
+    assert (pos["quantity"], pos["side"], pos["entryPrice"]) == ("5", "short", "120.00")
+    assert (pos["realizedPnl"], pos["realizedPnlToday"]) == ("0.00", "200.00")
+    assert data(changes, "account_update")["realizedPnlToday"] == "200.00"
+
+
+def test_realized_short_cover():
+    """Example 11: short 10 @ 50, buy 4 @ 45 (+20), buy 6 @ 52 (−12)."""
+    state, _ = synced_state(multiplier="1")
+    state.apply_trade_update(fill("sell", "10", "50"))
+    pos = data(state.apply_trade_update(fill("buy", "4", "45")), "position_update")
+    assert (pos["quantity"], pos["side"], pos["realizedPnl"]) == ("6", "short", "20.00")
+    changes = state.apply_trade_update(fill("buy", "6", "52"))
+    assert data(changes, "position_update")["realizedPnl"] == "8.00"
+    assert data(changes, "account_update")["realizedPnlToday"] == "8.00"
+
+
+def test_realized_is_exact_across_a_repeating_average():
+    """Example 12: A = 300.02 / 3; selling 1 then 2 @ 100.01 realizes exactly 0.01 in all."""
+    state, _ = synced_state(multiplier="1")
+    state.apply_trade_update(fill("buy", "1", "100"))
+    state.apply_trade_update(fill("buy", "2", "100.01"))
+    first = data(state.apply_trade_update(fill("sell", "1", "100.01")), "position_update")
+    assert first["realizedPnl"] == "0.00"  # 0.00333…
+    closed = data(state.apply_trade_update(fill("sell", "2", "100.01")), "position_update")
+    assert closed["realizedPnl"] == "0.01"  # 300.03 - 300.02, not 0.00 + 0.01 rounded apart
+
+
+def test_a_new_broker_trading_day_restarts_realized_today():
+    state, clock = make_state()
+    state.sync({**ACCOUNT, "multiplier": "1", "balance_asof": "2024-05-13"}, [])
+    state.apply_trade_update(fill("buy", "10", "100"))
+    state.apply_trade_update(fill("sell", "4", "110"))
+    assert state.account()["realizedPnlToday"] == "40.00"
+    clock.now = SYNC_TIME + timedelta(hours=20)
+    broker = {
+        **ACCOUNT,
+        "multiplier": "1",
+        "balance_asof": "2024-05-14",
+        "cash": "99440",
+        "last_equity": "100100",
+    }
+    changes = state.sync(broker, [rest_position("AAPL", "6", "100", "110")])
+    pos = data(changes, "position_update")
+    assert (pos["realizedPnl"], pos["realizedPnlToday"]) == ("40.00", "0.00")
+    acct = data(changes, "account_update")
+    assert (acct["realizedPnlToday"], acct["dayPnl"]) == ("0.00", "0.00")
+    # the same day again changes nothing
+    assert state.sync(broker, [rest_position("AAPL", "6", "100", "110")]) == []
+
+
+def test_a_sync_without_last_equity_makes_day_pnl_unknown_not_zero():
+    state, _ = synced_state(multiplier="1")
+    state.apply_trade_update(fill("buy", "10", "100"))
+    state.apply_price("AAPL", "101")
+    assert state.account()["dayPnl"] == "1010.00"  # last_equity 99000
+    broker = {k: v for k, v in ACCOUNT.items() if k != "last_equity"}
+    changes = state.sync({**broker, "cash": "99000", "multiplier": "1"}, [])
+    acct = data(changes, "account_update")
+    assert (acct["dayPnl"], acct["dayPnlPercent"]) == (None, None)

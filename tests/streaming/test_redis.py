@@ -262,3 +262,40 @@ def test_targeted_fan_out_delivers_only_watched_users(prefix: str) -> None:
         await b.close()
 
     run(main())
+
+
+def test_connection_slots_are_counted_across_processes_and_expire(prefix: str) -> None:
+    """REQ-3 for the whole deployment: slots taken on two engines count together; a released
+    slot is free at once; the slots of a process that stops renewing expire after the TTL."""
+
+    async def main() -> None:
+        a = RedisBroker(REDIS_URL, prefix=prefix, slot_ttl_s=0.5)
+        b = RedisBroker(REDIS_URL, prefix=prefix, slot_ttl_s=0.5)
+        await a.start()
+        await b.start()
+        assert [await a.acquire_slot("1", f"a{i}", 5) for i in range(3)] == [True] * 3
+        assert [await b.acquire_slot("1", f"b{i}", 5) for i in range(2)] == [True, True]
+        assert await a.acquire_slot("1", "a9", 5) is False  # sixth, wherever it lands
+        assert await b.acquire_slot("1", "b9", 5) is False
+        assert await b.acquire_slot("2", "b0", 5) is True  # other users are not affected
+        assert await a.acquire_slot("1", "a0", 5) is True  # the same slot again: still one
+        b.release_slot("1", "b0")
+        await _until(lambda: not b._releasing, "the release")
+        assert await b.acquire_slot("1", "b5", 5) is True
+        # a keeps renewing, b "dies": b's two slots expire, a's three stay.
+        for _ in range(4):
+            await a.refresh_slots([("1", f"a{i}") for i in range(3)])
+            await asyncio.sleep(0.2)
+        seconds, micros = await a._redis.time()
+        now_ms = seconds * 1000 + micros // 1000
+        members = await a._redis.zrangebyscore(a._conns_key("1"), now_ms, "+inf")
+        assert sorted(members) == ["a0", "a1", "a2"]  # b's expired (removed at the next acquire)
+        assert [await b.acquire_slot("1", f"c{i}", 5) for i in range(3)] == [True, True, False]
+        # An expired slot is not resurrected by a late renewal.
+        await asyncio.sleep(0.7)
+        await a.refresh_slots([("1", "a0")])
+        assert await a._redis.zscore(a._conns_key("1"), "a0") is None
+        await a.close()
+        await b.close()
+
+    run(main())
