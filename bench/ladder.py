@@ -432,7 +432,7 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--points", default="1000,2000,5000,10000", help="connections per point")
     p.add_argument(
         "--servers",
-        default="folio,folio-nobatch,sio,ws",
+        default="folio,folio-nobatch,folio-uvloop,sio,ws",
         help=f"comma-separated, of {', '.join(SERVERS)}",
     )
     p.add_argument("--deflate", default="on,off", help="on, off or on,off")

@@ -130,6 +130,32 @@ def merge(paths: list[Path]) -> dict[str, Any]:
     return merged
 
 
+def ratios(doc: dict[str, Any]) -> str:
+    """Deliveries/s of each folio variant ÷ each peer's, point by point (same deflate setting)."""
+    by = {(r["server"], r["deflate"], r["connections"]): r for r in doc["points"]}
+    folios = sorted({r["server"] for r in doc["points"] if r["server"].startswith("folio")})
+    rows = [
+        "| connections | deflate | "
+        + " | ".join(f"{f} ÷ {p}" for f in folios for p in ("sio", "ws"))
+        + " |",
+        "| ---: | --- |" + " ---: |" * (2 * len(folios)),
+    ]
+    points = sorted({r["connections"] for r in doc["points"]})
+    for conns in points:
+        for deflate in (True, False):
+            cells = []
+            for f in folios:
+                mine = by.get((f, deflate, conns), {}).get("deliveries_per_s")
+                for peer in ("sio", "ws"):
+                    theirs = by.get((peer, deflate, conns), {}).get("deliveries_per_s")
+                    cells.append(f"{mine / theirs:.2f}" if mine and theirs else "–")
+            if any(c != "–" for c in cells):
+                rows.append(
+                    f"| {conns:,} | {'on' if deflate else 'off'} | " + " | ".join(cells) + " |"
+                )
+    return "\n".join(rows) + "\n"
+
+
 def render(json_path: Path | list[Path], out: Path) -> None:
     """Write ``ladder.md``, ``latency.png`` and ``memory.png`` for the run(s) in ``json_path``."""
     paths = json_path if isinstance(json_path, list) else [json_path]
@@ -146,7 +172,7 @@ def render(json_path: Path | list[Path], out: Path) -> None:
         f"{a.get('repeat', 1)} run(s) per point per ladder (the least disturbed reported). "
         "*others' CPU* is what other processes on the machine used meanwhile (% of one core).\n\n"
     )
-    (out / "ladder.md").write_text(intro + table(doc) + "\n" + capacity(doc))
+    (out / "ladder.md").write_text(intro + table(doc) + "\n" + capacity(doc) + "\n" + ratios(doc))
     try:
         import matplotlib
 
