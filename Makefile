@@ -41,7 +41,7 @@ pytest: $(VENV)/.stamp-test /usr/bin/chromium
 
 test: lint typecheck pytest
 
-# The benchmark ladder (bench/README.md): folio-stream and two peers, ~30 min for the full ladder.
+# The benchmark ladder (bench/README.md): folio-stream and two peers, ~21 min for the full ladder.
 # A quick subset: make bench BENCH_ARGS="--points 1000,2000 --servers folio".
 $(VENV)/.stamp-bench: setup.cfg pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test,bench]'
