@@ -320,16 +320,23 @@ async def _sender_main(cfg: dict[str, Any]) -> dict[str, Any]:
     lag_max = 0.0
     errors: list[str] = []
     t0 = time.monotonic() + 0.2
+    # a server that falls far behind must not keep the run going for ever: stop sending then
+    give_up = t0 + float(cfg.get("max_seconds") or float("inf"))
+    host = cfg.get("host", "127.0.0.1")
+    port = int(cfg.get("hook_port") or cfg["port"])
+    path = cfg.get("path", "/internal/events")
 
     async def run_conn(events: list[tuple[int, str, str]]) -> None:
         nonlocal lag_max
-        reader, writer = await asyncio.open_connection("127.0.0.1", cfg["port"])
+        reader, writer = await asyncio.open_connection(host, port)
         prefix = (
-            f"POST /internal/events HTTP/1.1\r\nHost: 127.0.0.1:{cfg['port']}\r\n"
+            f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
             f"Authorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\n"
         ).encode()
         try:
             for i, user, symbol in events:
+                if time.monotonic() > give_up:
+                    break
                 due = t0 + i / rate
                 delay = due - time.monotonic()
                 if delay > 0:
@@ -345,7 +352,7 @@ async def _sender_main(cfg: dict[str, Any]) -> dict[str, Any]:
                 except (asyncio.IncompleteReadError, ConnectionError) as exc:
                     errors.append(f"event {i}: {exc!r}")
                     writer.close()
-                    reader, writer = await asyncio.open_connection("127.0.0.1", cfg["port"])
+                    reader, writer = await asyncio.open_connection(host, port)
                     continue
                 request_ms.append((time.time_ns() - send_ns) / 1e6)
                 statuses[status] += 1
@@ -469,6 +476,43 @@ class _Sampler:
 def _analyse(
     clients: list[WsClient], sent: list[tuple[int, str, str, int]], window_ms: int
 ) -> dict[str, Any]:
+    """Delivered / superseded / lost, seq gaps and latency summaries of ``clients``' frames."""
+    raw = analyse_raw(clients, sent)
+    return summarise(raw, window_ms)
+
+
+def summarise(raw: dict[str, Any], window_ms: int) -> dict[str, Any]:
+    """Turn :func:`analyse_raw`'s lists (merged over clients) into percentile summaries."""
+    out = {k: v for k, v in raw.items() if not k.startswith("raw_")}
+    out["latency_delivered_ms"] = _summary(raw["raw_delivered_ms"])
+    out["latency_effective_ms"] = _summary(raw["raw_effective_ms"])
+    sizes = raw["raw_batch_sizes"]
+    out["batch_size"] = _summary([float(n) for n in sizes]) if sizes else None
+    unbatched = out["frames_if_unbatched"]
+    out["frame_reduction"] = 1 - out["position_frames"] / unbatched if unbatched else None
+    out["batch_window_ms"] = window_ms
+    return out
+
+
+def analyse_raw(
+    clients: list[Any],
+    sent: list[tuple[int, str, str, int]],
+    decode: Any = json.loads,
+) -> dict[str, Any]:
+    """Match every sent update against what each connection received.
+
+    Args:
+        clients: objects with ``index``, ``user_id``, ``start_seq``, ``epoch`` and ``frames``
+            (a list of ``(receive time ns, raw frame text or bytes)``).
+        sent: ``(event number, userId, symbol, send time ns)`` of every update the hook accepted.
+        decode: raw frame → message dict, or None for a frame that is not a message (e.g. a
+            Socket.IO ping); default ``json.loads``.
+
+    Returns:
+        Counts (expected/delivered/superseded/lost, seq gaps, …), ``last_effective_ns`` (the
+        latest arrival that satisfied an update) and the raw lists ``raw_delivered_ms``,
+        ``raw_effective_ms`` and ``raw_batch_sizes``, to be merged and :func:`summarise`-d.
+    """
     sent_by_key: dict[tuple[str, str], list[tuple[int, int]]] = defaultdict(list)
     for i, user, symbol, send_ns in sent:
         sent_by_key[(user, symbol)].append((i, send_ns))
@@ -493,11 +537,14 @@ def _analyse(
     delivered = 0
     expected = 0
     epochs_changed = 0
+    last_effective_ns = 0
     for client in clients:
         received: dict[str, list[tuple[int, int]]] = defaultdict(list)  # symbol → (i, recv ns)
         next_seq = (client.start_seq or 0) + 1
         for recv_ns, text in client.frames:
-            msg = json.loads(text)
+            msg = decode(text)
+            if msg is None:
+                continue
             type_ = msg.get("type", "?")
             types[type_] += 1
             if "seq" in msg and type_ not in ("subscribed", "snapshot", "pong", "error"):
@@ -553,6 +600,7 @@ def _analyse(
                 else:
                     superseded += 1
                 effective_ms.append((got[j][1] - send_ns) / 1e6)
+                last_effective_ns = max(last_effective_ns, got[j][1])
         unexpected += sum(len(v) for v in received.values())  # symbols never sent to this user
     frames_if_unbatched = sum(sent_per_user[c.user_id] for c in clients)
     return {
@@ -571,13 +619,10 @@ def _analyse(
         "positions_received": positions_received,
         "frames_if_unbatched": frames_if_unbatched,
         "position_frames": position_frames,
-        "frame_reduction": (1 - position_frames / frames_if_unbatched)
-        if frames_if_unbatched
-        else None,
-        "batch_size": _summary([float(n) for n in batch_sizes]) if batch_sizes else None,
-        "latency_delivered_ms": _summary(delivered_ms),
-        "latency_effective_ms": _summary(effective_ms),
-        "batch_window_ms": window_ms,
+        "last_effective_ns": last_effective_ns,
+        "raw_delivered_ms": delivered_ms,
+        "raw_effective_ms": effective_ms,
+        "raw_batch_sizes": batch_sizes,
     }
 
 
