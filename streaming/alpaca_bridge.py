@@ -40,6 +40,9 @@ __all__ = ["AlpacaBridge", "BridgeAccount", "Endpoints"]
 
 log = logging.getLogger(__name__)
 
+#: Seconds before the market calendar is loaded again after it failed.
+CALENDAR_RETRY_S = 60.0
+
 #: How many recently closed orders a sync reads (newest first) to learn which executions the
 #: REST view already counts.
 _CLOSED_ORDERS_READ = 200
@@ -229,8 +232,15 @@ class AlpacaBridge:
             close, opening = await loop.run_in_executor(
                 None, lambda: (calendar.next_close(now), calendar.next_open(now))
             )
-        except Exception:
-            log.exception("no market calendar: syncs at the close and open are off")
+        except Exception as exc:  # e.g. out of descriptors while it loads: try again later
+            log.warning(
+                "no market calendar (%s: %s): close/open syncs off, retrying in %.0f s",
+                type(exc).__name__,
+                exc,
+                CALENDAR_RETRY_S,
+            )
+            if not self._stopped:
+                self._boundary = loop.call_later(CALENDAR_RETRY_S, self._schedule_boundary)
             return
         if self._stopped:
             return

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 from streaming.alpaca_bridge import AlpacaBridge
 from streaming.market_calendar import MarketCalendar
@@ -48,7 +50,7 @@ def test_a_sync_runs_shortly_after_the_close_and_the_next_one_is_planned() -> No
     asyncio.run(asyncio.wait_for(main(), 10))
 
 
-def test_a_broken_calendar_only_turns_the_boundary_syncs_off() -> None:
+def test_a_broken_calendar_only_turns_the_boundary_syncs_off(caplog: Any) -> None:
     async def main() -> None:
         service, _, _, _ = make()
 
@@ -59,9 +61,15 @@ def test_a_broken_calendar_only_turns_the_boundary_syncs_off() -> None:
         bridge._schedule_boundary()
         await asyncio.sleep(0.2)
         assert bridge.next_boundary_sync is None
+        assert bridge._boundary is not None  # loading it again later (a passing fault)
         await bridge.stop()
+        assert bridge._boundary is None
 
-    asyncio.run(asyncio.wait_for(main(), 10))
+    with caplog.at_level(logging.WARNING):
+        asyncio.run(asyncio.wait_for(main(), 10))
+    (line,) = [r for r in caplog.records if "no market calendar" in r.getMessage()]
+    assert line.exc_info is None  # one line naming the cause, no traceback
+    assert "ImportError: exchange_calendars is not installed" in line.getMessage()
 
 
 def test_nyse_calendar_knows_holidays_and_early_closes() -> None:
