@@ -35,7 +35,6 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from asyncio import Future
 from typing import Any
 
 from tornado.iostream import StreamClosedError
@@ -245,19 +244,6 @@ class PortfolioSocket(WebSocketHandler):
             )
             self.close(CloseCode.INTERNAL_ERROR, "Internal error")
 
-    def write_message(
-        self, message: bytes | str | dict[str, Any], binary: bool = False
-    ) -> Future[None]:
-        """Tornado's ``write_message``, with its future's exception retrieved (issue 7).
-
-        Fan-out does not await each frame; a client vanishing with frames still queued fails
-        those futures with ``WebSocketClosedError``, which asyncio otherwise reports as "Task
-        exception was never retrieved" one traceback per frame. Callers that await still see it.
-        """
-        future = super().write_message(message, binary)
-        future.add_done_callback(_retrieve)
-        return future
-
     def get_websocket_protocol(self) -> WebSocketProtocol | None:
         """:class:`FolioProtocol`: strict RFC 6455 reading, prepared frames for writing."""
         return prepared_protocol(self, FolioProtocol)
@@ -320,8 +306,3 @@ class PortfolioSocket(WebSocketHandler):
             super().ping(data)
         except WebSocketClosedError:
             pass
-
-
-def _retrieve(future: Future[None]) -> None:
-    if not future.cancelled():
-        future.exception()
