@@ -57,6 +57,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from latency import _free_port, _login, run_sender  # noqa: E402 - bench/ is not a package
+
 REPO = Path(__file__).resolve().parents[1]
 PATTERN_REF = "52d3f9e"  # the last commit with the pattern subscription
 TOKEN = "cluster-bench"
@@ -81,12 +85,6 @@ _STRIP_ENV = (
 # --------------------------------------------------------------------------------------------
 # small helpers
 # --------------------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _cpu_s(pid: int) -> float:
     """utime + stime of ``pid`` in seconds (fields 14 and 15 of /proc/<pid>/stat)."""
     with open(f"/proc/{pid}/stat") as fh:
@@ -99,30 +97,6 @@ def _pct(values: list[float], pct: float) -> float | None:
         return None
     values = sorted(values)
     return values[max(0, min(len(values) - 1, int(round(pct / 100 * len(values))) - 1))]
-
-
-def _http_json(
-    method: str, url: str, body: Any = None, headers: dict[str, str] | None = None
-) -> tuple[int, Any, Any]:
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method=method, headers=dict(headers or {}))
-    if data is not None:
-        req.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return resp.status, json.loads(resp.read() or b"null"), resp.headers
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"null"), exc.headers
-
-
-def _login(base: str, username: str) -> tuple[str, str]:
-    """Return ``(userId, "session=…" cookie)``."""
-    status, body, headers = _http_json(
-        "POST", f"{base}/api/login", {"username": username, "password": PASSWORD}
-    )
-    if status != 200:
-        raise RuntimeError(f"login {username}: HTTP {status} {body}")
-    return str(body["userId"]), headers["Set-Cookie"].split(";", 1)[0]
 
 
 def _new_prefix() -> str:
@@ -592,7 +566,9 @@ async def _run_once(
             node.wait_healthy()
         pids = {n.pid for n in nodes}
         k = len(nodes)
-        logins = [_login(nodes[0].base, name) for name in names]  # sessions live in the DB
+        logins = [
+            _login(nodes[0].base, name, PASSWORD, timeout=30) for name in names
+        ]  # sessions live in the DB
         tabs = [
             Tab(user=u, node=u % k, cookie=cookie)
             for u, (_, cookie) in enumerate(logins)
@@ -618,23 +594,7 @@ async def _run_once(
             "rate": args.rate,
             "duration": args.duration,
         }
-        sender = await asyncio.create_subprocess_exec(
-            sys.executable,
-            str(Path(__file__).resolve()),
-            "_sender",
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            cwd=REPO,
-        )
-        try:
-            out, _ = await sender.communicate(json.dumps(cfg).encode())
-        finally:
-            if sender.returncode is None:
-                sender.kill()
-                await sender.wait()
-        if sender.returncode != 0:
-            raise RuntimeError(f"sender failed with exit code {sender.returncode}")
-        send = json.loads(out)
+        send = await run_sender(Path(__file__).resolve(), cfg)
         sent = [(int(i), int(u)) for i, u in send.pop("sent")]
         last_of: dict[int, int] = {}
         for i, u in sent:

@@ -101,28 +101,58 @@ def _cpu_s(pid: int) -> float | None:
 
 
 def _http_json(
-    method: str, url: str, body: Any = None, headers: dict[str, str] | None = None
+    method: str,
+    url: str,
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 10.0,
 ) -> tuple[int, Any, Any]:
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(url, data=data, method=method, headers=dict(headers or {}))
     if data is not None:
         req.add_header("Content-Type", "application/json")
     try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
             return resp.status, json.loads(resp.read() or b"null"), resp.headers
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read() or b"null"), exc.headers
 
 
-def _login(base: str, username: str, password: str) -> tuple[str, str]:
+def _login(base: str, username: str, password: str, timeout: float = 10.0) -> tuple[str, str]:
     """Return ``(userId, "session=…" cookie)``."""
     status, body, headers = _http_json(
-        "POST", f"{base}/api/login", {"username": username, "password": password}
+        "POST", f"{base}/api/login", {"username": username, "password": password}, timeout=timeout
     )
     if status != 200:
         raise RuntimeError(f"login {username}: HTTP {status} {body}")
     cookie = headers["Set-Cookie"].split(";", 1)[0]
     return str(body["userId"]), cookie
+
+
+async def run_sender(script: Path, cfg: dict[str, Any]) -> dict[str, Any]:
+    """Run ``script _sender`` as its own process, ``cfg`` as JSON on stdin; return its JSON.
+
+    The load is sent from a separate process so the clients' receive loop and the sender do
+    not share an event loop. Raises RuntimeError when it fails; it is killed if we are cancelled.
+    """
+    sender = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(script),
+        "_sender",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        cwd=REPO,
+    )
+    try:
+        out, _ = await sender.communicate(json.dumps(cfg).encode())
+    finally:
+        if sender.returncode is None:
+            sender.kill()
+            await sender.wait()
+    if sender.returncode != 0:
+        raise RuntimeError(f"sender process failed with exit code {sender.returncode}")
+    result: dict[str, Any] = json.loads(out)
+    return result
 
 
 # --------------------------------------------------------------------------------------------
@@ -679,24 +709,8 @@ async def _run(args: argparse.Namespace, server: ServerProcess) -> dict[str, Any
             "duration": args.duration,
             "senders": args.senders,
         }
-        sender = await asyncio.create_subprocess_exec(
-            sys.executable,
-            str(Path(__file__).resolve()),
-            "_sender",
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            cwd=REPO,
-        )
-        try:
-            out, _ = await sender.communicate(json.dumps(cfg).encode())
-        finally:
-            if sender.returncode is None:
-                sender.kill()
-                await sender.wait()
-        if sender.returncode != 0:
-            raise RuntimeError(f"sender process failed with exit code {sender.returncode}")
+        send = await run_sender(Path(__file__).resolve(), cfg)
         load_end = time.monotonic()
-        send = json.loads(out)
         sent = [tuple(row) for row in send.pop("sent")]
         result["sender"] = send
 
