@@ -40,6 +40,7 @@ def _run(args: list[str], env: dict[str, str], **kw: Any) -> subprocess.Complete
         capture_output=True,
         text=True,
         timeout=60,
+        stdin=kw.pop("stdin", subprocess.DEVNULL),  # never a terminal, as in CI
         **kw,
     )
 

@@ -7,13 +7,13 @@ import json
 import os
 import socket
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import TEST_DATABASE_URL
+from tests.test_server_process import _run
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -27,19 +27,6 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     env.update({"DATA_DIR": str(tmp_path), "SIMULATOR_AUTO_TRADE": "false", "PORT": "0"})
     env.update(extra)
     return env
-
-
-def _run(args: list[str], env: dict[str, str], **kw: Any) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "server.py", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=kw.pop("stdin", subprocess.DEVNULL),
-        **kw,
-    )
 
 
 def one_line_failure(result: subprocess.CompletedProcess[str], *fragments: str) -> str:
