@@ -3,6 +3,8 @@
 Usage::
 
     python server.py [--port 8888] [--host 127.0.0.1] [--log-level info] [--…]   # run
+    python server.py web [--processes K] [--…]   # cluster: HTTP, WebSocket, hook, fan-out
+    python server.py bridge [--port 9101] [--…]  # cluster: alpaca-py streams of leased accounts
     python server.py users list|add|passwd|link|unlink|disable|enable|delete …  # users
     python server.py users --help                                            # details
     python server.py adduser …                                        # = users add …
@@ -16,6 +18,11 @@ With no Alpaca keys the server runs in demo mode: it starts the bundled Alpaca-p
 seeds ``alice``/``bob`` (password ``demo``) and ``admin`` (password ``admin``), and links each
 trader to a simulator account. SIGTERM/SIGINT flush pending batches, close sockets with 1001,
 stop the broker streams and exit 0.
+
+Roles (``REDIS_URL`` required for ``web`` and ``bridge``; docs/deployment.md): ``web`` processes
+never import alpaca-py and read portfolios from Redis; ``bridge`` processes stream the broker
+accounts whose lease they hold (:mod:`streaming.leases`). ``python server.py`` alone (``all``)
+does both; with ``REDIS_URL`` several such processes share the accounts by the same leases.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import dataclasses
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -32,6 +40,7 @@ from typing import Any
 
 import tornado.web
 from tornado.netutil import bind_sockets
+from tornado.process import fork_processes
 
 from config.errors import EXIT_CONFIG, explain
 from config.logs import configure_logging
@@ -58,15 +67,19 @@ from streaming.alpaca_bridge import AlpacaBridge, BridgeAccount, Endpoints
 from streaming.auth import SessionAuth
 from streaming.broker import Broker
 from streaming.cluster import ClusterReporter
-from streaming.leader import RedisLeader, SoleLeader
+from streaming.leases import AccountLeases
 from streaming.manager import StreamManager
 from streaming.memory_broker import MemoryBroker
+from streaming.metrics import Metrics
 from streaming.opstats import StatsCollector, build_stats
+from streaming.ownership import BridgeOwnership
+from streaming.publisher import Publisher
 from streaming.ratelimit import FailureBackoff, KeyedBuckets, LoginThrottle
 from streaming.readiness import Readiness
 from streaming.redis_broker import RedisBroker
 from streaming.redis_ingest import RedisIngest
 from streaming.service import PortfolioService
+from streaming.shared import RedisViews, SharedPortfolio
 from streaming.tasks import every
 from streaming.user_control import UserControl
 
@@ -82,6 +95,8 @@ NOT_FOUND_PATHS = (
 MAX_BODY_BYTES = 1024 * 1024
 DEMO_TRADERS = (("alice", "demo"), ("bob", "demo"))
 DEMO_DATA_KEY = ("DEMO-MARKET-DATA", "demo-market-data-secret")
+#: What a process does (``python server.py [ROLE]``); see :class:`FolioServer`.
+ROLES = ("all", "web", "bridge")
 
 
 def make_app(ctx: Context, static_dir: Path = STATIC_DIR) -> tornado.web.Application:
@@ -135,41 +150,98 @@ def make_app(ctx: Context, static_dir: Path = STATIC_DIR) -> tornado.web.Applica
     )
 
 
+def make_probe_app(ctx: Context) -> tornado.web.Application:
+    """The bridge role's HTTP surface: ``/livez``, ``/readyz`` and ``/metrics`` only."""
+    return tornado.web.Application(
+        [
+            (r"/livez", LivezHandler),
+            (r"/readyz", ReadyzHandler),
+            (r"/metrics", MetricsHandler),
+            (r"/.*", NotFoundHandler),
+        ],
+        ctx=ctx,
+        log_function=log_request,
+    )
+
+
 class FolioServer:
     """The whole server in one object, so tests can run it in-process on a free port.
 
     Args:
         settings: validated settings.
         static_dir: where the built SPA lives.
+        role: ``all`` (everything: one process, or with ``REDIS_URL`` a process that both
+            serves and streams the accounts whose lease it takes), ``web`` (HTTP, WebSocket,
+            hook, ingest, fan-out; never imports alpaca-py; needs ``REDIS_URL``) or ``bridge``
+            (alpaca-py streams for the accounts it leases → the engine; serves only ``/livez``,
+            ``/readyz`` and ``/metrics``; needs ``REDIS_URL``). See docs/deployment.md.
+        sockets: listening sockets already bound (``web --processes K`` binds before forking).
     """
 
-    def __init__(self, settings: Settings, static_dir: Path = STATIC_DIR) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        static_dir: Path = STATIC_DIR,
+        role: str = "all",
+        sockets: list[socket.socket] | None = None,
+    ) -> None:
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {', '.join(ROLES)}")
         self.settings = settings
         self.static_dir = static_dir
+        self.role = role
+        self._sockets = sockets
         self.store: Store | None = None
         self.simulator: Any = None
         self.bridge: AlpacaBridge | None = None
         self.http: LimitedHTTPServer | None = None
         self.port = 0
         self.manager: StreamManager | None = None
+        self.publisher: Publisher | None = None
         self.service: PortfolioService | None = None
+        self.views: RedisViews | None = None
+        self.shared: SharedPortfolio | None = None
+        self.ownership: BridgeOwnership | None = None
         self.ctx: Context | None = None
         self.broker: Broker | None = None
-        self.leader: SoleLeader | RedisLeader = SoleLeader()
         self.cluster: ClusterReporter | None = None
         self.ingest: RedisIngest | None = None
         self.recorder: AccountRecorder | None = None
         self.user_control: UserControl | None = None
         self._purge: asyncio.Task[Any] | None = None
 
+    @property
+    def serves_web(self) -> bool:
+        """True when this process serves traders (HTTP API, WebSocket, hook)."""
+        return self.role in ("all", "web")
+
+    @property
+    def streams_broker(self) -> bool:
+        """True when this process runs alpaca-py streams."""
+        return self.role in ("all", "bridge")
+
     async def start(self) -> int:
-        """Open storage, start the simulator (demo), the bridge and the HTTP server.
+        """Open storage and the engine, start this role's parts, then listen.
 
         Returns:
             The bound HTTP port.
+
+        Raises:
+            SettingsError: ``web``/``bridge`` without ``REDIS_URL``, or ``bridge`` in demo mode.
         """
         s = self.settings
-        sockets = bind_sockets(s.port, s.host)
+        if self.role != "all" and not s.redis_url:
+            raise SettingsError(
+                f"the {self.role} role shares state through Redis: set REDIS_URL "
+                "(or run `python server.py` for everything in one process)"
+            )
+        if self.role == "bridge" and s.demo:
+            raise SettingsError(
+                "a bridge needs ALPACA_API_KEY/ALPACA_SECRET_KEY (the market-data key); for a "
+                "local cluster run `python -m streaming.simulator` and set ALPACA_*_URL to it "
+                "(docs/deployment.md)"
+            )
+        sockets = self._sockets or bind_sockets(s.port, s.host)
         self.port = sockets[0].getsockname()[1]
         if s.port == 0:  # any free port: the default allowed origin must name the real one
             self.settings = s = dataclasses.replace(s, port=self.port)
@@ -181,19 +253,35 @@ class FolioServer:
                 s.redis_url, prefix=s.redis_prefix, slot_ttl_s=s.heartbeat_timeout_s
             )
             await broker.start()
+            self.views = RedisViews(s.redis_url, prefix=s.redis_prefix)
+            await self.views.start()
         else:
             broker = MemoryBroker()
         self.broker = broker
+        # One publisher per process: the bridge's events (their views saved to Redis first, for
+        # web processes) and the hook's.
+        self.publisher = publisher = Publisher(
+            broker,
+            metrics=Metrics(),
+            batch_window_ms=s.batch_window_ms,
+            outbox_max_events=s.outbox_max_events,
+            state=self.views if self.streams_broker else None,
+        )
+        if self.streams_broker:
+            self.service = PortfolioService(publisher, stale_after_s=s.stale_after_s)
+        portfolio: PortfolioService | SharedPortfolio
+        if self.views is not None:
+            portfolio = self.shared = SharedPortfolio(self.views, publisher)
+        else:
+            portfolio = self._service()
         self.manager = manager = StreamManager(
             broker,
-            batch_window_ms=s.batch_window_ms,
+            publisher=publisher,
+            source=portfolio,
             max_connections_per_user=s.max_connections_per_user,
             heartbeat_interval_s=s.heartbeat_interval_s,
             heartbeat_timeout_s=s.heartbeat_timeout_s,
-            outbox_max_events=s.outbox_max_events,
         )
-        self.service = service = PortfolioService(manager, stale_after_s=s.stale_after_s)
-        manager.set_source(service)
 
         def backoff() -> FailureBackoff:
             return FailureBackoff(free=s.login_free_failures, max_s=s.login_backoff_max_s)
@@ -201,9 +289,78 @@ class FolioServer:
         throttle = LoginThrottle(per_address=backoff(), per_username=backoff())
         auth = SessionAuth(store, s.secret_key, s.session_ttl_s, throttle)
         upgrades = KeyedBuckets(s.ws_upgrade_rate, s.ws_upgrade_burst)
-        self.ctx = Context(s, auth, manager, service, upgrades=upgrades)
-        self.ctx.extra_status["storage"] = lambda: {"ok": store.fault is None, "fault": store.fault}
+        self.ctx = ctx = Context(
+            s, auth, manager, portfolio, service=self.service, upgrades=upgrades, role=self.role
+        )
+        ctx.extra_status["storage"] = lambda: {"ok": store.fault is None, "fault": store.fault}
+        # JSON bodies here are small: refuse anything over 1 MiB before reading it. Idle and
+        # header/body timeouts and the per-address cap keep idle or slow clients from holding
+        # descriptors (docs/operations.md, "Limits").
+        refused = manager.metrics.http_refused
+        app = make_app(ctx, self.static_dir) if self.serves_web else make_probe_app(ctx)
+        self.http = LimitedHTTPServer(
+            app,
+            max_body_size=MAX_BODY_BYTES,
+            idle_connection_timeout=s.idle_connection_timeout_s,
+            body_timeout=s.body_timeout_s,
+            max_per_address=s.max_connections_per_address,
+            trusted_proxies=s.trusted_proxies,
+            on_refused=lambda reason: refused.labels(reason=reason).inc(),
+        )
+        manager.start()
+        if self.streams_broker:
+            await self._start_bridge(store)
+        if self.serves_web:
+            self._purge = every(s.session_purge_interval_s, self._purge_sessions, "session-purge")
+            if s.redis_url:
 
+                async def user_exists(user_id: str) -> bool:
+                    return await store.get_user(int(user_id)) is not None
+
+                self.ingest = RedisIngest(
+                    s.redis_url, portfolio.accept_pushed, user_exists, prefix=s.redis_prefix
+                )
+                await self.ingest.start()
+            self.user_control = UserControl(
+                manager,
+                store,
+                interval_s=s.heartbeat_interval_s,
+                redis_url=s.redis_url,
+                prefix=s.redis_prefix,
+            )
+            self.user_control.start()
+            ctx.user_control = self.user_control
+        ctx.extra_status["redis"] = self._redis_status
+        manager.metrics.registry.register(
+            StatsCollector(lambda: build_stats(manager, self.service, ctx.extra_status))
+        )
+        ctx.readiness = self._readiness()
+        if s.redis_url:
+            self.cluster = ClusterReporter(s.redis_url, self._process_report, prefix=s.redis_prefix)
+            await self.cluster.start()
+            ctx.extra_status["cluster"] = self.cluster.view
+        else:
+            ctx.extra_status["cluster"] = self._single_process_view
+        # Listen last: the demo users exist and every part is up before the first request.
+        self.http.add_sockets(sockets)
+        log.info(
+            "folio-stream %s listening on http://%s:%d (%s, realtime %s)",
+            self.role,
+            s.host,
+            self.port,
+            "demo mode" if s.demo else "Alpaca",
+            s.enable_realtime_portfolio,
+        )
+        return self.port
+
+    def _service(self) -> PortfolioService:
+        assert self.service is not None
+        return self.service
+
+    async def _start_bridge(self, store: Store) -> None:
+        """Start the alpaca-py bridge: every linked account, or those this process leases."""
+        s, service, ctx = self.settings, self._service(), self.ctx
+        assert ctx is not None and self.publisher is not None
         endpoints = Endpoints(
             s.alpaca_trading_url or None, s.alpaca_stream_url or None, s.alpaca_data_url or None
         )
@@ -217,90 +374,33 @@ class FolioServer:
                 for a in await store.linked_accounts()
             ]
 
-        accounts = await linked()
-        # JSON bodies here are small: refuse anything over 1 MiB before reading it. Idle and
-        # header/body timeouts and the per-address cap keep idle or slow clients from holding
-        # descriptors (docs/operations.md, "Limits").
-        refused = manager.metrics.http_refused
-        self.http = LimitedHTTPServer(
-            make_app(self.ctx, self.static_dir),
-            max_body_size=MAX_BODY_BYTES,
-            idle_connection_timeout=s.idle_connection_timeout_s,
-            body_timeout=s.body_timeout_s,
-            max_per_address=s.max_connections_per_address,
-            trusted_proxies=s.trusted_proxies,
-            on_refused=lambda reason: refused.labels(reason=reason).inc(),
-        )
-        self.http.add_sockets(sockets)
-        self._purge = every(s.session_purge_interval_s, self._purge_sessions, "session-purge")
-        manager.start()
-        # The day's account line (GET /api/account/history): sampled from the service's state;
-        # only the process publishing broker events records, so points are never doubled.
-        self.recorder = AccountRecorder(
-            store,
-            service.accounts,
-            interval_s=s.account_history_interval_s,
-            enabled=lambda: service.publishing,
-        )
-        self.recorder.start()
-        self.bridge = AlpacaBridge(
+        leased = self.views is not None
+        self.bridge = bridge = AlpacaBridge(
             service,
-            accounts,
+            [] if leased else await linked(),
             data_key=data_key,
             data_secret=data_secret,
             endpoints=endpoints,
             sync_interval_s=s.sync_interval_s,
             paper=s.alpaca_paper,
-            accounts_provider=linked,
+            # With leases, the ownership loop tells the bridge which accounts to stream.
+            accounts_provider=None if leased else linked,
         )
-        bridge = self.bridge
-        self.ctx.extra_status["bridge"] = lambda: {**bridge.status(), "demo": s.demo}
-        if s.redis_url:
-            # Several processes may share this Redis: only the leader publishes broker events.
-            service.shared_fanout = True
-            service.publishing = False
-            self.leader = RedisLeader(s.redis_url, service.set_publishing, prefix=s.redis_prefix)
-
-            async def user_exists(user_id: str) -> bool:
-                return await store.get_user(int(user_id)) is not None
-
-            self.ingest = RedisIngest(
-                s.redis_url, service.accept_pushed, user_exists, prefix=s.redis_prefix
+        ctx.extra_status["bridge"] = lambda: {**bridge.status(), "demo": s.demo}
+        # The day's account line (GET /api/account/history), sampled from the traders this
+        # process streams (so with leases each trader's points are recorded once).
+        self.recorder = AccountRecorder(
+            store, service.accounts, interval_s=s.account_history_interval_s
+        )
+        self.recorder.start()
+        await bridge.start()
+        if self.views is not None:
+            leases = AccountLeases(s.redis_url, prefix=s.redis_prefix, lease_s=s.lease_s)
+            await leases.start()
+            self.ownership = BridgeOwnership(
+                leases, bridge, service, self.publisher, self.views, linked
             )
-        await self.bridge.start()
-        await self.leader.start()
-        if self.ingest is not None:
-            await self.ingest.start()
-        self.ctx.extra_status["redis"] = self._redis_status
-        ctx = self.ctx
-        manager.metrics.registry.register(
-            StatsCollector(lambda: build_stats(manager, service, ctx.extra_status))
-        )
-        ctx.readiness = self._readiness()
-        self.user_control = UserControl(
-            manager,
-            store,
-            interval_s=s.heartbeat_interval_s,
-            redis_url=s.redis_url,
-            prefix=s.redis_prefix,
-        )
-        self.user_control.start()
-        ctx.user_control = self.user_control
-        if s.redis_url:
-            self.cluster = ClusterReporter(s.redis_url, self._process_report, prefix=s.redis_prefix)
-            await self.cluster.start()
-            self.ctx.extra_status["cluster"] = self.cluster.view
-        else:
-            self.ctx.extra_status["cluster"] = self._single_process_view
-        log.info(
-            "folio-stream listening on http://%s:%d (%s, realtime %s, %d linked account(s))",
-            s.host,
-            self.port,
-            "demo mode" if s.demo else "Alpaca",
-            s.enable_realtime_portfolio,
-            len(accounts),
-        )
-        return self.port
+            await self.ownership.start()
 
     async def _start_demo(self, store: Store) -> tuple[Endpoints, str, str]:
         from streaming.simulator import Simulator
@@ -343,14 +443,19 @@ class FolioServer:
             log.info("purged %d expired or revoked session(s)", deleted)
 
     async def stop(self) -> None:
-        """Graceful stop: flush batches, close sockets with 1001, stop streams and simulator."""
+        """Graceful stop: flush batches, close sockets with 1001, stop streams and simulator.
+
+        A bridge publishes what its streams produced and releases its leases, so another bridge
+        takes its accounts over at once (not after the lease expires).
+        """
         if self._purge is not None:
             self._purge.cancel()
         if self.http is not None:
             self.http.stop()
         if self.cluster is not None:
             await self.cluster.stop()
-        await self.leader.stop()
+        if self.ownership is not None:
+            await self.ownership.stop()
         if self.user_control is not None:
             await self.user_control.stop()
         if self.ingest is not None:
@@ -368,6 +473,10 @@ class FolioServer:
                 await asyncio.wait_for(self.http.close_all_connections(), 1.0)
             except TimeoutError:
                 pass
+        if self.shared is not None:
+            await self.shared.close()
+        if self.views is not None:
+            await self.views.close()
         if self.broker is not None:
             await self.broker.close()
         if self.store is not None:
@@ -377,7 +486,7 @@ class FolioServer:
         """The ``/readyz`` probes: database, Redis (when configured), broker feed, role."""
         readiness = Readiness()
         store, broker, bridge, service = self.store, self.broker, self.bridge, self.service
-        assert store is not None and bridge is not None and service is not None
+        assert store is not None
 
         async def database() -> dict[str, Any]:
             await store.ping()
@@ -389,6 +498,7 @@ class FolioServer:
             return {"ok": True}
 
         async def broker_feed() -> dict[str, Any]:
+            assert bridge is not None and service is not None
             state, feed = bridge.status(), service.status()
             down = sorted(u for u, alive in state["tradingStreams"].items() if not alive)
             # The market-data stream only runs while some symbol is held.
@@ -408,29 +518,41 @@ class FolioServer:
             return details
 
         async def role() -> dict[str, Any]:
-            if not self.settings.redis_url:
-                return {"ok": True, "role": "single"}
-            return {"ok": True, "role": "leader" if self.leader.is_leader else "follower"}
+            details: dict[str, Any] = {
+                "ok": True,
+                "role": self.role if self.settings.redis_url else "single",
+            }
+            if self.ownership is not None:
+                details["accountsOwned"] = sorted(self.ownership.leases.owned)
+            return details
 
         readiness.add("database", database)
         if isinstance(broker, RedisBroker):
             readiness.add("redis", redis)
-        readiness.add("broker", broker_feed)
+        if bridge is not None:
+            readiness.add("broker", broker_feed)
         readiness.add("role", role)
         return readiness
+
+    def _accounts_owned(self) -> list[str]:
+        if self.ownership is not None:
+            return sorted(self.ownership.leases.owned)
+        return sorted(a.user_id for a in self.bridge.accounts) if self.bridge is not None else []
 
     def _process_report(self) -> dict[str, Any]:
         """Return the figures of this process for the cluster view (:mod:`streaming.cluster`)."""
         assert self.manager is not None
         stats = self.manager.stats()
         return {
+            "role": self.role,
             "activeConnections": stats["activeConnections"],
             "activeUsers": stats["activeUsers"],
             "eventsDelivered": stats["eventsDelivered"],
             "latencyMs": stats["latencyMs"],
             "loopLagMs": stats["loopLagMs"],
             "outbox": stats["outbox"],
-            "leader": self.leader.is_leader,
+            "accountsOwned": self._accounts_owned(),
+            "brokerStale": self.service.stale if self.service is not None else None,
         }
 
     def _single_process_view(self) -> dict[str, Any]:
@@ -443,7 +565,8 @@ class FolioServer:
                 "gone": 0,
                 "activeConnections": report["activeConnections"],
                 "eventsDelivered": report["eventsDelivered"],
-                "leaders": 1,
+                "bridges": 1,
+                "accountsStreamed": len(report["accountsOwned"]),
             },
             "updatedAt": None,
         }
@@ -452,14 +575,17 @@ class FolioServer:
         broker = self.broker
         return {
             "fanout": broker.connected if isinstance(broker, RedisBroker) else None,
-            "leader": self.leader.is_leader,
+            "role": self.role,
+            "accountsOwned": len(self._accounts_owned()),
             "ingestAccepted": self.ingest.accepted if self.ingest else 0,
             "ingestRejected": self.ingest.rejected if self.ingest else 0,
         }
 
 
-async def _serve(settings: Settings) -> int:
-    server = FolioServer(settings)
+async def _serve(
+    settings: Settings, role: str = "all", sockets: list[socket.socket] | None = None
+) -> int:
+    server = FolioServer(settings, role=role, sockets=sockets)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):  # before start: a signal during start-up is clean
@@ -500,6 +626,14 @@ def main(argv: list[str] | None = None) -> int:
         from cli.users import main as users_main
 
         return users_main(argv)
+    role = "all"
+    if argv and argv[0] in ROLES:
+        role = argv.pop(0)
+    try:
+        argv, processes = _take_processes(argv, role)
+    except ValueError as exc:
+        print(f"settings error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     if argv and argv[0] in ("-h", "--help"):
         print(__doc__)
         for name, text in SETTINGS_HELP.items():
@@ -519,8 +653,16 @@ def main(argv: list[str] | None = None) -> int:
     for line in warnings:
         log.warning("%s (a flag wins over its environment variable)", line)
     try:
+        sockets = None
+        if processes > 1:
+            # Bound once, before forking: every web process accepts on the same port.
+            sockets = bind_sockets(settings.port, settings.host, reuse_port=True)
+            if settings.port == 0:
+                settings = dataclasses.replace(settings, port=sockets[0].getsockname()[1])
+            fork_processes(processes, max_restarts=100)
+            _die_with_parent()
         with asyncio.Runner(loop_factory=_loop_factory(settings.event_loop)) as runner:
-            return runner.run(_serve(settings))
+            return runner.run(_serve(settings, role, sockets))
     except Exception as exc:
         message = explain(
             exc,
@@ -536,6 +678,44 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"start-up error: {message}", file=sys.stderr)
         return EXIT_CONFIG
+
+
+def _take_processes(argv: list[str], role: str) -> tuple[list[str], int]:
+    """Remove ``--processes K`` from ``argv``; return the rest and K (default 1).
+
+    Raises:
+        ValueError: K is not a whole number from 1 to 64, or is given for a role other than web.
+    """
+    rest: list[str] = []
+    processes = 1
+    items = iter(argv)
+    for item in items:
+        name, eq, value = item.partition("=")
+        if name != "--processes":
+            rest.append(item)
+            continue
+        text = value if eq else next(items, "")
+        if not text.isdigit() or not 1 <= int(text) <= 64:
+            raise ValueError(f"--processes: expected a whole number from 1 to 64, got {text!r}")
+        processes = int(text)
+    if processes > 1 and role != "web":
+        raise ValueError("--processes is for the web role: `python server.py web --processes K`")
+    return rest, processes
+
+
+def _die_with_parent() -> None:
+    """In a forked web process: get SIGTERM when the parent dies (Linux ``PR_SET_PDEATHSIG``).
+
+    The parent only watches its children (``fork_processes``); without this, stopping it would
+    leave them serving.
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: stop the whole process group instead
+        log.debug("PR_SET_PDEATHSIG unavailable")
 
 
 def _loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:

@@ -144,6 +144,7 @@ class Settings:
     log_level: str = "info"
     log_format: str = "text"
     outbox_max_events: int = 10_000
+    lease_s: float = 6.0
     login_hash_workers: int = 1
     login_max_pending: int = 16
     login_free_failures: int = 5
@@ -218,6 +219,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "log_level": lambda n, v: _parse_choice(n, v, LOG_LEVELS),
     "log_format": lambda n, v: _parse_choice(n, v, ("text", "json")),
     "outbox_max_events": lambda n, v: _parse_int(n, v, minimum=100),
+    "lease_s": lambda n, v: _parse_float(n, v, minimum=1.0),
     "login_hash_workers": lambda n, v: _parse_int(n, v, minimum=1, maximum=64),
     "login_max_pending": lambda n, v: _parse_int(n, v, minimum=1, maximum=10_000),
     "login_free_failures": lambda n, v: _parse_int(n, v, minimum=1, maximum=1000),
@@ -266,6 +268,7 @@ SETTINGS_HELP: dict[str, str] = {
     "log_level": "debug, info (default), warning, error or critical",
     "log_format": "text (default) or json (one JSON object per line, python-json-logger)",
     "outbox_max_events": "events held while Redis is unreachable (beyond: snapshots dropped)",
+    "lease_s": "cluster: seconds a bridge's lease on a broker account lasts unrenewed (takeover)",
     "login_hash_workers": "threads checking passwords (scrypt) off the event loop",
     "login_max_pending": "logins hashing or waiting at once; more answer 503 + Retry-After",
     "login_free_failures": "wrong logins per address and per username before backoff starts",

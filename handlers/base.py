@@ -22,6 +22,7 @@ from streaming.manager import StreamManager
 from streaming.ratelimit import KeyedBuckets, retry_after_header
 from streaming.readiness import Readiness
 from streaming.service import PortfolioService
+from streaming.shared import SharedPortfolio
 from streaming.user_control import UserControl
 
 __all__ = ["Context", "BaseHandler", "ApiError", "NotFoundHandler", "log_request"]
@@ -80,7 +81,12 @@ class Context:
     settings: Settings
     auth: SessionAuth
     manager: StreamManager
-    service: PortfolioService
+    #: Where traders' views are read and pushed events kept: this process's service, or Redis.
+    portfolio: PortfolioService | SharedPortfolio
+    #: The broker-fed service when this process streams accounts (None in the web role).
+    service: PortfolioService | None = None
+    #: ``all``, ``web`` or ``bridge`` (server.py).
+    role: str = "all"
     #: More sections for the admin stats: values, or callables evaluated per request.
     extra_status: dict[str, Any] = field(default_factory=dict)
     #: The ``/readyz`` probes (set once the server has started).

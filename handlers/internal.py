@@ -47,5 +47,5 @@ class InternalEventsHandler(BaseHandler):
         if user is None:
             raise ApiError(404, "unknown_user", f"userId: no user {user_id}")
         # positions, orders and the account are kept (REST, snapshots); trades are relayed
-        self.ctx.service.accept_pushed(user_id, type_, data)
+        await self.ctx.portfolio.accept_pushed(user_id, type_, data)
         self.write_json({"accepted": True}, status=202)

@@ -14,6 +14,7 @@ from typing import Any
 from handlers.base import ApiError, BaseHandler
 from storage.db import StorageError
 from storage.history import HISTORY_PERIODS
+from streaming.broker import BrokerUnavailable
 from streaming.money import fmt_money
 from streaming.protocol import ProtocolError, parse_symbols
 
@@ -44,20 +45,19 @@ class PortfolioHandler(BaseHandler):
         symbols = self._symbols()
         user_id = auth.user.user_id
         seq, epoch = await self.ctx.manager.broker.position(user_id)
-        service = self.ctx.service
+        try:
+            view = await self.ctx.portfolio.view(user_id)
+        except BrokerUnavailable:
+            raise ApiError(503, "engine_unavailable", "portfolios cannot be read now") from None
         body: dict[str, Any] = {"userId": user_id, "seq": seq, "epoch": epoch}
 
         def wanted(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
             return items if symbols is None else [i for i in items if i["symbol"] in symbols]
 
-        if self.view == "positions":
-            body["positions"] = wanted(service.positions(user_id))
-        elif self.view == "orders":
-            body["orders"] = wanted(service.orders(user_id))
-        elif self.view == "account":
-            body["account"] = service.account(user_id)
+        if self.view == "account":
+            body["account"] = view["account"]
         else:
-            body["trades"] = wanted(service.trades(user_id))
+            body[self.view] = wanted(view[self.view])
         self.write_json(body)
 
 
@@ -116,7 +116,8 @@ class HealthHandler(BaseHandler):
     def get(self) -> None:
         ctx = self.ctx
         storage = "ok" if ctx.auth.store.fault is None else "failing"
-        broker = "stale" if ctx.service.stale else "ok"
+        service = ctx.service
+        broker = "unknown" if service is None else ("stale" if service.stale else "ok")
         redis_status = ctx.extra_status.get("redis")
         fanout = redis_status().get("fanout") if callable(redis_status) else None
         redis = "off" if fanout is None else ("ok" if fanout else "down")

@@ -1,10 +1,10 @@
 """The cluster view: every process reports into Redis, the admin stats show them all.
 
 Each process writes a small report (connections, users, delivery latency, loop lag, outbox,
-whether it leads) into the hash ``<prefix>:procs`` every ``interval_s`` seconds, stamped with
-Redis's own clock, and reads every report back. A process whose report is older than
-``gone_after_s`` is shown as gone (it crashed or lost Redis); after ``forget_after_s`` its entry
-is deleted. A process that stops cleanly deletes its own entry at once.
+its role and the broker accounts it streams) into the hash ``<prefix>:procs`` every
+``interval_s`` seconds, stamped with Redis's own clock, and reads every report back. A process
+whose report is older than ``gone_after_s`` is shown as gone (it crashed or lost Redis); after
+``forget_after_s`` its entry is deleted. A process that stops cleanly deletes its own entry at once.
 
 The admin stats (``cluster`` in ``/api/admin/websocket-stats``) answer from the last read, so
 serving them costs no Redis round trip.
@@ -142,7 +142,8 @@ class ClusterReporter:
                 "gone": len(processes) - len(alive),
                 "activeConnections": sum(int(p.get("activeConnections", 0)) for p in alive),
                 "eventsDelivered": sum(int(p.get("eventsDelivered", 0)) for p in alive),
-                "leaders": sum(1 for p in alive if p.get("leader")),
+                "bridges": sum(1 for p in alive if p.get("role") in ("bridge", "all")),
+                "accountsStreamed": sum(len(p.get("accountsOwned") or []) for p in alive),
             },
             "updatedAt": now,
         }

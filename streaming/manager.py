@@ -2,11 +2,9 @@
 
 Flow of one update::
 
-    producer (broker bridge, internal hook)
-        └─ StreamManager.emit(user_id, type, data)
-             └─ Batcher.add ─ held (position/account) or released (order/trade, in order)
-                  └─ outbox ─ Broker.publish (assigns seq, saves history)  [in order, one at a time]
-                       └─ StreamManager._on_publication ─ Hub.deliver (filter per connection, send)
+    producer ─ Publisher.emit ─ batcher ─ outbox ─ Broker.publish   (streaming/publisher.py)
+        engine fan-out (this process, or every process holding the user's tabs with Redis)
+            └─ StreamManager._on_publication ─ Hub.deliver (filter per connection, send)
 
 It also answers client messages (:meth:`StreamManager.handle`): ``subscribe`` (then a
 ``snapshot`` or, when the client gives ``lastSeq``+``epoch`` still in history, a replay),
@@ -26,14 +24,12 @@ import itertools
 import logging
 import secrets
 import time
-from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from tornado.ioloop import PeriodicCallback
 
-from streaming.batching import Batcher, Outgoing
-from streaming.broker import Broker, BrokerUnavailable, Publication
+from streaming.broker import Broker, Publication
 from streaming.closecodes import CloseCode
 from streaming.events import Channel, EventType, encode, envelope
 from streaming.frames import PreparedMessage
@@ -41,27 +37,30 @@ from streaming.hub import Client, Hub, Sent
 from streaming.looplag import LoopLagMonitor
 from streaming.metrics import Metrics
 from streaming.pacing import TimeSlicer
+from streaming.portfolio import CLOSED_ORDER_STATUSES
 from streaming.protocol import ClientMessage
+from streaming.publisher import Publisher
 from streaming.subscription import Subscription, filter_data
 
-__all__ = ["StreamManager", "SnapshotSource"]
-
-#: Event types whose loss a later complete snapshot repairs (outbox eviction order).
-_REPLACEABLE = frozenset({EventType.POSITION_UPDATE, EventType.ACCOUNT_UPDATE, EventType.BATCH})
+__all__ = ["StreamManager", "PortfolioReader"]
 
 log = logging.getLogger(__name__)
 
 
-class SnapshotSource(Protocol):
-    """Where the current state for a ``snapshot`` comes from (the portfolio service)."""
+class PortfolioReader(Protocol):
+    """Where a trader's current view comes from: this process's memory or the Redis state."""
 
-    def snapshot(self, user_id: str) -> dict[str, Any]:
-        """Return ``{"positions", "orders" (open only), "account", "trades"}`` in wire shape."""
+    async def view(self, user_id: str) -> dict[str, Any]:
+        """Return the trader's whole view in wire shape, pushed state laid over the broker's.
+
+        Returns:
+            ``{"positions", "orders" (all remembered, newest first), "account", "trades"}``.
+        """
         ...
 
 
-class _EmptySource:
-    def snapshot(self, user_id: str) -> dict[str, Any]:
+class _NoPortfolio:
+    async def view(self, user_id: str) -> dict[str, Any]:
         return {"positions": [], "orders": [], "account": None, "trades": []}
 
 
@@ -69,8 +68,12 @@ def _filter_snapshot(sub: Subscription, full: Mapping[str, Any]) -> dict[str, An
     out: dict[str, Any] = {}
     if Channel.POSITIONS in sub.channels:
         out["positions"] = [p for p in full.get("positions", []) if sub.wants_symbol(p["symbol"])]
-    if Channel.ORDERS in sub.channels:
-        out["orders"] = [o for o in full.get("orders", []) if sub.wants_symbol(o["symbol"])]
+    if Channel.ORDERS in sub.channels:  # a snapshot lists open orders only
+        out["orders"] = [
+            o
+            for o in full.get("orders", [])
+            if o.get("status") not in CLOSED_ORDER_STATUSES and sub.wants_symbol(o["symbol"])
+        ]
     if Channel.ACCOUNT in sub.channels:
         out["account"] = full.get("account")
     if Channel.TRADES in sub.channels:
@@ -79,7 +82,7 @@ def _filter_snapshot(sub: Subscription, full: Mapping[str, Any]) -> dict[str, An
 
 
 class StreamManager:
-    """Owns the hub, the batcher and the broker handler; one per server process.
+    """Owns the hub, the connections' sessions and the fan-out handler; one per web process.
 
     Args:
         broker: the bus (memory or Redis engine).
@@ -87,7 +90,9 @@ class StreamManager:
         max_connections_per_user: REQ-3 limit.
         heartbeat_interval_s: seconds between pings.
         heartbeat_timeout_s: seconds of client silence before closing with 4000.
-        source: snapshot provider; can be set later with :meth:`set_source`.
+        source: where snapshots are read from (default: nobody has a portfolio).
+        publisher: where this process's own events go (default: a new one on ``broker`` with
+            ``batch_window_ms`` and ``outbox_max_events``).
         clock: monotonic clock in seconds (tests may replace it).
         wall_clock: unix time in seconds, for session expiry (tests may replace it).
     """
@@ -100,33 +105,29 @@ class StreamManager:
         max_connections_per_user: int = 5,
         heartbeat_interval_s: float = 15.0,
         heartbeat_timeout_s: float = 30.0,
-        source: SnapshotSource | None = None,
+        source: PortfolioReader | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         outbox_max_events: int = 10_000,
+        publisher: Publisher | None = None,
     ) -> None:
         self.broker = broker
-        self.outbox_max_events = outbox_max_events
-        #: Users whose events the outbox had to drop while the engine was down: their positions
-        #: and account are announced again (complete snapshots) once it is back.
-        self._resync: set[str] = set()
-        self.outbox_dropped = 0
-        self.engine_down_since: float | None = None
         self.hub = Hub(max_connections_per_user)
-        self.batcher = Batcher(batch_window_ms)
-        self.metrics = Metrics()
+        self.metrics = publisher.metrics if publisher is not None else Metrics()
+        #: Where this process's own events go (the stale status at subscribe; the hook's).
+        self.publisher = publisher or Publisher(
+            broker,
+            metrics=self.metrics,
+            batch_window_ms=batch_window_ms,
+            outbox_max_events=outbox_max_events,
+            clock=clock,
+        )
         self.loop_lag = LoopLagMonitor(self.metrics.loop_lag, clock=clock)
         self.heartbeat_interval_s = heartbeat_interval_s
         self.heartbeat_timeout_s = heartbeat_timeout_s
-        self._source: SnapshotSource = source or _EmptySource()
+        self._source: PortfolioReader = source or _NoPortfolio()
         self._clock = clock
         self._wall_clock = wall_clock
-        self.current_status: dict[str, Any] | None = None
-        self._outbox: deque[Outgoing] = deque()
-        self._draining: asyncio.Task[None] | None = None
-        self._slicer = TimeSlicer()
-        self._idle = asyncio.Event()
-        self._idle.set()
         self._timers: list[PeriodicCallback] = []
         self._opened_at: dict[int, float] = {}
         #: id(client) → its deployment-wide connection slot (:meth:`admit`).
@@ -137,15 +138,10 @@ class StreamManager:
         self._ping_unanswered: dict[int, float] = {}
         broker.set_handler(self._on_publication)
 
-    def set_source(self, source: SnapshotSource) -> None:
-        """Set the snapshot provider."""
-        self._source = source
-
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
         """Start the batch-flush and heartbeat :class:`PeriodicCallback` s on the current IOLoop."""
-        if self.batcher.window_ms > 0:
-            self._timers.append(PeriodicCallback(self.flush, self.batcher.window_ms))
+        self.publisher.start()
         tick = min(self.heartbeat_interval_s, self.heartbeat_timeout_s) / 3.0
         self._timers.append(PeriodicCallback(self.sweep_paced, max(tick, 0.01) * 1000.0))
         for timer in self._timers:
@@ -165,13 +161,7 @@ class StreamManager:
             timer.stop()
         self._timers.clear()
         self.loop_lag.stop()
-        self.flush()
-        try:
-            await asyncio.wait_for(self.wait_idle(), drain_s)
-        except TimeoutError:  # the engine is unreachable: what it could not take is lost
-            log.error("shutting down with %d events not published", len(self._outbox))
-            if self._draining is not None:
-                self._draining.cancel()
+        await self.publisher.stop(drain_s)
         self.hub.close_all(CloseCode.GOING_AWAY, "Server shutting down")
         for _ in range(max(1, int(grace_s / 0.02))):  # real time, whatever the injected clock
             if not self.hub.count():
@@ -180,123 +170,7 @@ class StreamManager:
 
     async def wait_idle(self) -> None:
         """Wait until everything emitted so far has been published and delivered."""
-        await self._idle.wait()
-
-    # -- producing ----------------------------------------------------------------------------
-    def emit(
-        self, user_id: str, type_: str, data: Mapping[str, Any], at: float | None = None
-    ) -> None:
-        """Send one stream event to ``user_id`` (through batching). Never blocks.
-
-        Args:
-            user_id: wire userId.
-            type_: ``position_update``, ``order_update``, ``account_update``, ``trade_executed``
-                or ``status``.
-            data: event data in wire shape.
-            at: monotonic seconds the update entered the server (default: now).
-        """
-        out = self.batcher.add(user_id, type_, data, self._clock() if at is None else at)
-        if out:
-            self._enqueue(out)
-
-    def flush(self) -> None:
-        """Release every pending batch (the batch window's PeriodicCallback)."""
-        out = self.batcher.drain()
-        if out:
-            self._enqueue(out)
-
-    def _enqueue(self, out: list[Outgoing]) -> None:
-        """Append to the outbox, keeping it within ``outbox_max_events``.
-
-        The outbox only grows while the engine is unreachable. Past the bound the oldest
-        position/account snapshot (or batch) goes first — a later snapshot or the re-announce
-        replaces it — and an order or execution only when nothing else is left; each drop is
-        counted and its user re-announced when the engine is back.
-        """
-        self._outbox.extend(out)
-        while len(self._outbox) > self.outbox_max_events:
-            # The first event may be in the middle of a publish: never take that one.
-            first = 1 if self._draining is not None and not self._draining.done() else 0
-            victim = next(
-                (i for i in range(first, len(self._outbox)) if self._outbox[i][1] in _REPLACEABLE),
-                first,
-            )
-            user_id, type_, _, _ = self._outbox[victim]
-            del self._outbox[victim]
-            self.outbox_dropped += 1
-            self.metrics.outbox_dropped.inc()
-            self._resync.add(user_id)
-            if self.outbox_dropped == 1 or self.outbox_dropped % 1000 == 0:
-                log.warning(
-                    "outbox full (%d events): dropped a %s of user %s (%d dropped so far); "
-                    "positions and account will be announced again",
-                    self.outbox_max_events,
-                    type_,
-                    user_id,
-                    self.outbox_dropped,
-                )
-        self.metrics.outbox.set(len(self._outbox))
-        self._kick()
-
-    def _kick(self) -> None:
-        if self._draining is None or self._draining.done():
-            self._idle.clear()
-            self._draining = asyncio.ensure_future(self._drain())
-
-    async def _drain(self) -> None:
-        """Publish the outbox in order; while the engine is unreachable, wait and retry."""
-        self._slicer.start()
-        delay = 0.1
-        try:
-            while self._outbox:
-                head = self._outbox[0]
-                user_id, type_, data, at = head
-                try:
-                    await self.broker.publish(user_id, type_, data, emitted_at=at)
-                except BrokerUnavailable as exc:
-                    if self.engine_down_since is None:
-                        self.engine_down_since = self._clock()
-                        log.warning("engine unreachable (%s): holding events in the outbox", exc)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 2.0)
-                    continue  # the same event, still first in line
-                except Exception:
-                    log.exception("publish failed for user %s (%s); event dropped", user_id, type_)
-                if self._outbox and self._outbox[0] is head:
-                    self._outbox.popleft()
-                if self.engine_down_since is not None or self._resync:
-                    self._engine_back()
-                delay = 0.1
-                self.metrics.outbox.set(len(self._outbox))
-                # A flush to thousands of tabs gives the loop back every few ms (pacing.py).
-                await self._slicer.pause_if_due()
-        finally:
-            self._idle.set()
-
-    def _engine_back(self) -> None:
-        """The engine answers again: re-announce the users whose events were dropped.
-
-        Their complete positions and account (from the snapshot source) replace whatever
-        snapshots of theirs still wait in the outbox; orders and executions keep their place.
-        """
-        if self.engine_down_since is not None:
-            down = self._clock() - self.engine_down_since
-            self.engine_down_since = None
-            log.warning(
-                "engine reachable again after %.1f s; %d events waiting", down, len(self._outbox)
-            )
-        users, self._resync = self._resync, set()
-        # Their queued snapshots are older than the state announced now: replace, not add
-        # (so an outbox at its bound shrinks instead of dropping again).
-        self._outbox = deque(
-            e for e in self._outbox if not (e[0] in users and e[1] in _REPLACEABLE)
-        )
-        for user_id in users:
-            full = self._source.snapshot(user_id)
-            for position in full.get("positions", []):
-                self.emit(user_id, EventType.POSITION_UPDATE, position)
-            if full.get("account") is not None:
-                self.emit(user_id, EventType.ACCOUNT_UPDATE, full["account"])
+        await self.publisher.wait_idle()
 
     def _on_publication(self, pub: Publication) -> None:
         self.metrics.published.labels(type=pub.type).inc()
@@ -555,13 +429,13 @@ class StreamManager:
                 if data is not None:
                     self._send(client, PreparedMessage(encode(pub.message(data))))
             return last
-        full = self._source.snapshot(client.user_id)
+        full = await self._source.view(client.user_id)
         await self.control(client, EventType.SNAPSHOT, _filter_snapshot(sub, full), (seq, epoch))
-        stale = self.current_status is not None and self.current_status["stale"]
-        if stale and full.get("account") is not None:
+        status = self.publisher.current_status
+        if status is not None and status["stale"] and full.get("account") is not None:
             # A trader arriving while the broker feed is stale learns it at once, as a stream
             # event (seq after the snapshot's), so clients that drop seq <= lastSeq keep it.
-            self.emit(client.user_id, EventType.STATUS, dict(self.current_status or {}))
+            self.publisher.emit(client.user_id, EventType.STATUS, dict(status))
         return seq
 
     @staticmethod
@@ -573,23 +447,6 @@ class StreamManager:
         }
 
     # -- status and stats ---------------------------------------------------------------------
-    def broadcast_status(
-        self, code: str, message: str, *, stale: bool, users: Iterable[str] | None = None
-    ) -> None:
-        """Publish a ``status`` event to these users (default: every user connected here).
-
-        Args:
-            code: ``broker_stale`` or ``broker_ok``.
-            message: human-readable explanation.
-            stale: whether data may be stale from now on.
-            users: the userIds to tell (e.g. the traders with a broker account).
-        """
-        data = {"code": code, "message": message, "stale": stale}
-        self.current_status = data
-        targets = self.hub.users() if users is None else list(users)
-        for user_id in targets:
-            self.emit(user_id, EventType.STATUS, data)
-
     def stats(self) -> dict[str, Any]:
         """Return connection and delivery statistics for the admin JSON endpoint."""
         now = self._clock()
@@ -601,15 +458,6 @@ class StreamManager:
             "averageConnectionSeconds": (sum(durations) / len(durations)) if durations else 0.0,
             "eventsDelivered": self.hub.delivered,
             "loopLagMs": self.loop_lag.lag_ms(),
-            "outbox": {
-                "events": len(self._outbox),
-                "dropped": self.outbox_dropped,
-                "engineDown": self.engine_down_since is not None,
-            },
-            "batching": {
-                "windowMs": self.batcher.window_ms,
-                "updatesCoalesced": self.batcher.absorbed,
-                "batchesSent": self.batcher.batches,
-            },
+            **self.publisher.stats(),
             **self.metrics.summary(),
         }

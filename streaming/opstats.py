@@ -44,6 +44,7 @@ NOT_EXPORTED: dict[str, str] = {
     "cluster": "other processes' figures: each process exports its own series",
     "alertThresholds": "constants (ops/prometheus/alerts.yml)",
     "storage.fault": "text; folio_storage_up is 0 while there is one",
+    "redis.role": "text (all, web or bridge): set by how the process was started",
 }
 
 
@@ -55,19 +56,32 @@ class _Service(Protocol):
     def status(self) -> dict[str, Any]: ...
 
 
+#: The ``broker`` section of a web process's stats: it streams no broker account (the bridges'
+#: feeds are in the cluster view, ``brokerStale`` per process).
+WEB_BROKER_STATUS: dict[str, Any] = {
+    "stale": False,
+    "secondsSinceBrokerMessage": None,
+    "traders": 0,
+    "symbolsWatched": [],
+    "rejectedUpdates": 0,
+}
+
+
 def max_rss_bytes() -> int:
     """Return the process's peak resident set size in bytes (``getrusage``; Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def build_stats(
-    manager: _Manager, service: _Service, sections: Mapping[str, Any]
+    manager: _Manager, service: _Service | None, sections: Mapping[str, Any]
 ) -> dict[str, Any]:
     """Return the admin stats document of this process.
 
     Args:
         manager: the stream manager (connections, deliveries, latency, loop lag).
-        service: the portfolio service (broker feed state, under ``broker``).
+        service: the portfolio service (broker feed state, under ``broker``); None in a web
+            process, whose ``broker`` section is :data:`WEB_BROKER_STATUS` (the bridges report
+            their feed in the cluster view).
         sections: more top-level sections: values, or callables evaluated now.
 
     Returns:
@@ -75,7 +89,7 @@ def build_stats(
         bool) and ``alertThresholds`` (:data:`ALERT_THRESHOLDS`).
     """
     stats = manager.stats()
-    stats["broker"] = service.status()
+    stats["broker"] = service.status() if service is not None else dict(WEB_BROKER_STATUS)
     stats.update({k: v() if callable(v) else v for k, v in sections.items()})
     stats["maxRssMb"] = round(max_rss_bytes() / (1024 * 1024), 1)
     stats["alerts"] = {
@@ -183,7 +197,9 @@ class StatsCollector(Collector):
                     redis["fanout"],
                 )
             yield _gauge(
-                "folio_leader", "1 when this process publishes broker events", redis["leader"]
+                "folio_accounts_owned",
+                "Broker accounts whose stream this process runs (its leases in a cluster)",
+                redis["accountsOwned"],
             )
             yield _counter(
                 "folio_redis_ingest_accepted",

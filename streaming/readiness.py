@@ -9,8 +9,8 @@ Choices: a stale broker feed (no message for ``STALE_AFTER_S``: a quiet market, 
 does **not** fail readiness, because every process shares the same Alpaca and taking them all out
 of rotation would only cut clients off from the snapshot they can still get; it is reported in
 the ``broker`` details. The broker check fails when this process's own streams have died (a
-trading stream or the market-data stream not running). The role (leader or follower with Redis)
-is reported, never failing.
+trading stream or the market-data stream not running). The role (single, all, web or bridge,
+with the accounts it leases) is reported, never failing.
 """
 
 from __future__ import annotations

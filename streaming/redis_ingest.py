@@ -41,8 +41,8 @@ class RedisIngest:
 
     Args:
         url: ``redis://…``.
-        emit: ``emit(user_id, type, data)`` — the service's ``accept_pushed`` (keeps the state
-            pushed events carry, then relays them).
+        emit: coroutine function ``emit(user_id, type, data)`` — the portfolio's
+            ``accept_pushed`` (keeps the state pushed events carry, then relays them).
         user_exists: coroutine function telling whether a userId exists.
         prefix: key prefix.
     """
@@ -50,7 +50,7 @@ class RedisIngest:
     def __init__(
         self,
         url: str,
-        emit: Callable[[str, str, dict[str, Any]], None],
+        emit: Callable[[str, str, dict[str, Any]], Awaitable[None]],
         user_exists: Callable[[str], Awaitable[bool]],
         *,
         prefix: str = "folio",
@@ -116,7 +116,7 @@ class RedisIngest:
             return str(exc)
         if not await self._user_exists(user_id):
             return f"userId: no user {user_id}"
-        self._emit(user_id, type_, data)
+        await self._emit(user_id, type_, data)
         return None
 
     async def _read_forever(self) -> None:

@@ -2,14 +2,20 @@
 
 The bridge calls the ``on_*`` methods on the IOLoop thread with Alpaca's own JSON (alpaca-py
 ``raw_data=True``); each resulting change is emitted to that trader's stream through the
-:class:`~streaming.manager.StreamManager`. The service is also the snapshot source for new
-subscriptions and the REST endpoints, and it watches broker silence: ``stale_after_s`` without a
-broker message while clients are connected → a ``status`` event saying the data may be stale;
-the next message → a ``status`` saying it is live again (design doc, Risk 5).
+:class:`~streaming.publisher.Publisher`, with the trader's whole view (saved to Redis before the
+event is published when web processes read it from there). In a single process the service is
+also the :class:`~streaming.manager.PortfolioReader` for snapshots and REST. It watches broker
+silence: ``stale_after_s`` without a broker message → a ``status`` event to its traders saying
+the data may be stale; the next message → a ``status`` saying it is live again (design doc,
+Risk 5).
+
+It holds the traders whose broker account this process streams: all of them in a single
+process, those whose lease it holds in a cluster's bridge (:mod:`streaming.leases`).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -17,8 +23,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from streaming.manager import StreamManager
-from streaming.portfolio import CLOSED_ORDER_STATUSES, PortfolioState
+from streaming.portfolio import PortfolioState
+from streaming.publisher import Publisher
 from streaming.pushed import PushedState
 
 __all__ = ["PortfolioService"]
@@ -30,19 +36,19 @@ class PortfolioService:
     """Holds every linked trader's portfolio and turns broker events into stream events.
 
     Args:
-        manager: where changes are emitted.
+        publisher: where changes are emitted.
         stale_after_s: seconds of broker silence before clients are told data may be stale.
         clock: monotonic clock in seconds.
     """
 
     def __init__(
         self,
-        manager: StreamManager,
+        publisher: Publisher,
         *,
         stale_after_s: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.manager = manager
+        self.publisher = publisher
         self.stale_after_s = stale_after_s
         self._clock = clock
         self._states: dict[str, PortfolioState] = {}
@@ -52,12 +58,6 @@ class PortfolioService:
         self.stale = False
         self.rejected_updates = 0
         self._fills: dict[str, int] = {}
-        #: Only the leader process publishes broker events (see :mod:`streaming.leader`); the
-        #: others keep their state current for snapshots and REST but stay silent.
-        self.publishing = True
-        #: True when other processes serve connections too (Redis): status events then go to
-        #: every trader, not only to those connected to this process.
-        self.shared_fanout = False
         #: State carried by events other services pushed (hook, ingest): see streaming/pushed.py.
         self._pushed: dict[str, PushedState] = {}
 
@@ -69,6 +69,18 @@ class PortfolioService:
             state = self._states[user_id] = PortfolioState(user_id)
         return state
 
+    def remove_account(self, user_id: str) -> None:
+        """Forget trader ``user_id``'s broker state (another bridge streams the account now)."""
+        self._states.pop(user_id, None)
+        self._fills.pop(user_id, None)
+        if user_id not in self._pushed:
+            self.publisher.forget(user_id)
+        self._check_symbols()
+
+    def state_users(self) -> list[str]:
+        """Return the userIds whose broker account this process streams."""
+        return list(self._states)
+
     def state(self, user_id: str) -> PortfolioState | None:
         """Return trader ``user_id``'s state, or None if no broker account is linked."""
         return self._states.get(user_id)
@@ -77,40 +89,18 @@ class PortfolioService:
     def _emit(
         self, user_id: str, changes: Sequence[tuple[str, Mapping[str, Any]]], at: float
     ) -> None:
-        if not self.publishing:
-            return
+        view = functools.partial(self.current_view, user_id)
         for type_, data in changes:
-            self.manager.emit(user_id, type_, data, at)
-
-    def set_publishing(self, publishing: bool) -> None:
-        """Start or stop publishing broker events (leadership change).
-
-        On becoming the publisher, every trader's positions and account are announced as
-        complete snapshots, so clients converge on anything missed during the hand-over.
-        """
-        self.publishing = publishing
-        if not publishing:
-            return
-        at = self._clock()
-        for user_id, state in self._states.items():
-            changes: list[tuple[str, Mapping[str, Any]]] = [
-                ("position_update", p) for p in state.positions()
-            ]
-            account = state.account()
-            if account is not None:
-                changes.append(("account_update", account))
-            self._emit(user_id, changes, at)
+            self.publisher.emit(user_id, type_, data, at, view=view)
 
     def _broker_alive(self) -> float:
         now = self._clock()
         self.last_message_at = now
-        self.manager.metrics.broker_last_message.set(time.time())
+        self.publisher.metrics.broker_last_message.set(time.time())
         if self.stale:
             self.stale = False
-            if not self.publishing:
-                return now
-            self.manager.broadcast_status(
-                "broker_ok", "Live data restored", stale=False, users=self._status_targets()
+            self.publisher.broadcast_status(
+                "broker_ok", "Live data restored", stale=False, users=list(self._states)
             )
         return now
 
@@ -199,46 +189,44 @@ class PortfolioService:
             if self.symbols_listener is not None:
                 self.symbols_listener(set(held))
 
-    def _status_targets(self) -> list[str]:
-        """Traders to tell about the broker feed: all of them, or those connected here."""
-        if self.shared_fanout:
-            return list(self._states)
-        connected = set(self.manager.hub.users())
-        return [u for u in self._states if u in connected]
-
     def symbols(self) -> set[str]:
         """Return every symbol some trader holds (market data is watched for these)."""
         return set(self._symbols)
 
     def check_staleness(self) -> None:
         """Periodic check: tell connected clients when the broker has gone silent."""
-        if not self.publishing:
-            return
-        if self.stale or not self._status_targets():
+        if self.stale or not self._states:
             return
         if self._clock() - self.last_message_at >= self.stale_after_s:
             self.stale = True
             silent = int(self._clock() - self.last_message_at)
             log.warning("no broker message for %d s: telling clients data may be stale", silent)
-            self.manager.broadcast_status(
+            self.publisher.broadcast_status(
                 "broker_stale",
                 f"No broker data for {silent} s; prices may be stale",
                 stale=True,
-                users=self._status_targets(),
+                users=list(self._states),
             )
 
     # -- reads ----------------------------------------------------------------------------------
-    def snapshot(self, user_id: str) -> dict[str, Any]:
-        """Return the trader's current positions, open orders, account and recent trades."""
+    def current_view(self, user_id: str) -> dict[str, Any]:
+        """Return the trader's whole view now (see :meth:`view`)."""
         return {
             "positions": self.positions(user_id),
-            "orders": self.orders(user_id, open_only=True),
+            "orders": self.orders(user_id),
             "account": self.account(user_id),
             "trades": self.trades(user_id),
         }
 
+    async def view(self, user_id: str) -> dict[str, Any]:
+        """Return ``{"positions", "orders" (all remembered, newest first), "account", "trades"}``.
+
+        The :class:`~streaming.manager.PortfolioReader` of a single process.
+        """
+        return self.current_view(user_id)
+
     # -- pushed events (internal hook, Redis ingest) ------------------------------------------
-    def accept_pushed(self, user_id: str, type_: str, data: dict[str, Any]) -> None:
+    async def accept_pushed(self, user_id: str, type_: str, data: dict[str, Any]) -> None:
         """Take an event another service pushed: keep its state, then relay it.
 
         Args:
@@ -251,7 +239,8 @@ class PortfolioService:
         if pushed is None:
             pushed = self._pushed[user_id] = PushedState()
         pushed.apply(type_, data)
-        self.manager.emit(user_id, type_, data)
+        view = functools.partial(self.current_view, user_id)
+        self.publisher.emit(user_id, type_, data, view=view)
 
     # -- reads: the broker's state with pushed state laid over ---------------------------------
     def positions(self, user_id: str) -> list[dict[str, Any]]:
@@ -261,14 +250,12 @@ class PortfolioService:
         pushed = self._pushed.get(user_id)
         return pushed.positions(broker) if pushed else broker
 
-    def orders(self, user_id: str, *, open_only: bool = False) -> list[dict[str, Any]]:
-        """Return the trader's remembered (or only open) orders, newest first."""
+    def orders(self, user_id: str) -> list[dict[str, Any]]:
+        """Return the trader's remembered orders, newest first."""
         state = self._states.get(user_id)
-        broker = state.orders(open_only=open_only) if state else []
+        broker = state.orders() if state else []
         pushed = self._pushed.get(user_id)
-        if pushed is None:
-            return broker
-        return pushed.orders(broker, CLOSED_ORDER_STATUSES if open_only else None)
+        return pushed.orders(broker) if pushed else broker
 
     def account(self, user_id: str) -> dict[str, Any] | None:
         """Return the trader's ``AccountUpdate``, or None when none is known."""

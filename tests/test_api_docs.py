@@ -26,7 +26,6 @@ from handlers.base import BaseHandler, NotFoundHandler
 from handlers.ws import PortfolioSocket
 from streaming import events, protocol
 from streaming.closecodes import CloseCode
-from streaming.leader import SoleLeader
 from streaming.manager import StreamManager
 from streaming.memory_broker import MemoryBroker
 from streaming.redis_ingest import RedisIngest
@@ -262,9 +261,9 @@ def test_admin_stats_fields_are_documented() -> None:
     keys |= set(re.findall(r'extra_status\["(\w+)"\]', inspect.getsource(server)))
     assert keys - documented == set()
     props = openapi()["components"]["schemas"]["WebSocketStats"]["properties"]
-    broker = set(PortfolioService(manager).status())
+    broker = set(PortfolioService(manager.publisher).status())
     assert broker == set(props["broker"]["properties"])
-    fake = SimpleNamespace(broker=None, leader=SoleLeader(), ingest=None)
+    fake = SimpleNamespace(broker=None, role="all", ingest=None, _accounts_owned=lambda: [])
     assert set(server.FolioServer._redis_status(fake)) == set(props["redis"]["properties"])  # type: ignore[arg-type]
 
 

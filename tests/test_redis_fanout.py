@@ -1,8 +1,9 @@
-"""Two server processes sharing Redis and one database: fan-out, one publisher, hand-over.
+"""Two server processes sharing Redis and one database: fan-out, account leases, hand-over.
 
 Server A runs in demo mode (it owns the simulator); server B is configured like a second
 process of the same deployment: same database and SECRET_KEY, Alpaca URLs pointing at A's
-simulator. Both run the broker bridge; only the leader publishes.
+simulator. Both run the ``all`` role: each streams the broker accounts whose lease it holds
+(:mod:`streaming.leases`), so every fill is published once, by one of them.
 """
 
 from __future__ import annotations
@@ -62,12 +63,22 @@ async def _messages(conn: Any, seconds: float) -> list[dict[str, Any]]:
     return out
 
 
-@pytest.mark.gen_test(timeout=90)
+async def _balance(a: Running, b: Running) -> None:
+    """Run both lease loops until the two demo accounts are split one each."""
+    for _ in range(3):
+        for server in (a, b):
+            await server.server.ownership.tick()  # type: ignore[union-attr]
+    owned = [s.server.ownership.leases.owned for s in (a, b)]  # type: ignore[union-attr]
+    assert len(owned[0]) == len(owned[1]) == 1 and not owned[0] & owned[1], owned
+
+
+@pytest.mark.gen_test(timeout=120)
 async def test_events_fan_out_across_processes_once(tmp_path: Path, prefix: str) -> None:  # noqa: F811
-    """A hook call on A reaches alice on B; a broker fill is published once (by the leader)."""
+    """A hook call on A reaches alice on B; a broker fill is published once (by the process
+    leasing alice's account); when that process stops, the other takes the account over."""
     a, b = await _pair(tmp_path, prefix)
     try:
-        assert (a.server.leader.is_leader, b.server.leader.is_leader) == (True, False)
+        await _balance(a, b)
         cookie = await b.login("alice")  # sessions are shared through the database
         on_b = await b.connect(cookie)
         on_a = await a.connect(cookie)
@@ -93,29 +104,34 @@ async def test_events_fan_out_across_processes_once(tmp_path: Path, prefix: str)
             await asyncio.sleep(0.01)
         assert a.server.broker.watched() == {alice}  # type: ignore[attr-defined]
 
-        # a fill at the broker: both processes' bridges see it, only the leader publishes it
+        # a fill at the broker: only the process leasing alice's account streams it
+        owner, other = (a, b) if alice in a.server.ownership.leases.owned else (b, a)  # type: ignore[union-attr]
+        assert alice not in other.server.service.state_users()  # type: ignore[union-attr]
         a.server.simulator.submit_order("DEMO-ALICE", symbol="IBM", qty=Decimal("3"), side="buy")
         msgs = await _messages(on_b, 3.0)
         statuses = [m["data"]["status"] for m in msgs if m["type"] == "order_update"]
         assert statuses == ["new", "filled"], statuses
         seqs = [m["seq"] for m in msgs]
         assert seqs == list(range(ack["seq"] + 2, ack["seq"] + 2 + len(seqs)))
-        # B's own state followed the broker too (it answers REST and snapshots from memory)
-        code, body = await b.get_json("/api/positions", cookie)
-        assert code == 200 and [p["symbol"] for p in body["positions"]] == ["IBM"]
+        # Both answer REST from the view the owner saved in Redis
+        for server in (a, b):
+            code, body = await server.get_json("/api/positions", cookie)
+            assert code == 200 and [p["symbol"] for p in body["positions"]] == ["IBM"]
 
-        # A goes away: B takes the lease and announces the state it holds
-        await a.server.stop()
-        await b.server.leader.tick()
-        assert b.server.leader.is_leader and b.server.service.publishing
-        msgs = await _messages(on_b, 1.0)
-        announced = [
-            p["symbol"]
-            for m in msgs
-            if m["type"] in ("batch", "position_update")
-            for p in (m["data"].get("positions", []) if m["type"] == "batch" else [m["data"]])
-        ]
-        assert "IBM" in announced
+        # The owner's bridge stops (cleanly: its lease is released; A keeps serving, it runs
+        # the simulator); the other takes alice over (REST sync) and streams her next fill.
+        survivor = other
+        sim = a.server.simulator
+        await owner.server.ownership.stop()  # type: ignore[union-attr]
+        await survivor.server.ownership.tick()  # type: ignore[union-attr]
+        assert alice in survivor.server.ownership.leases.owned  # type: ignore[union-attr]
+        await _messages(on_b, 0.5)
+        sim.submit_order("DEMO-ALICE", symbol="IBM", qty=Decimal("2"), side="buy")
+        msgs = await _messages(on_b, 3.0)
+        statuses = [m["data"]["status"] for m in msgs if m["type"] == "order_update"]
+        assert statuses == ["new", "filled"], statuses
+        code, body = await survivor.get_json("/api/positions", cookie)
+        assert code == 200 and [p["quantity"] for p in body["positions"]] == ["5"]
     finally:
         await b.server.stop()
         await a.server.stop()
@@ -184,21 +200,23 @@ async def test_sixth_connection_refused_across_processes(tmp_path: Path, prefix:
 
 @pytest.mark.gen_test(timeout=90)
 async def test_admin_stats_show_every_process(tmp_path: Path, prefix: str) -> None:  # noqa: F811
-    """The admin stats answer for the cluster: both processes with their connections, one
-    leader; a process that stopped reporting is shown as gone, one that stopped cleanly left."""
+    """The admin stats answer for the cluster: both processes with their connections and the
+    accounts they stream; a process that stopped reporting is shown as gone, one that stopped
+    cleanly left."""
     import time
 
     import ujson
 
     a, b = await _pair(tmp_path, prefix)
     try:
+        await _balance(a, b)
         alice = await b.login("alice")
         conns = [await b.connect(alice) for _ in range(2)]
         for conn in conns:
             await subscribe(conn, ["orders"])
         # A report from a process that died a minute ago (its own clock stamp, in Redis).
         redis = a.server.cluster._redis  # type: ignore[union-attr]
-        stale = {"activeConnections": 7, "at": time.time() - 60, "leader": False}
+        stale = {"activeConnections": 7, "at": time.time() - 60, "role": "all"}
         await redis.hset(f"{prefix}:procs", "dead-host:1:abc", ujson.dumps(stale))
         for server in (b, a):  # B reports, then A (which answers the stats) reads
             await server.server.cluster.tick()  # type: ignore[union-attr]
@@ -215,7 +233,8 @@ async def test_admin_stats_show_every_process(tmp_path: Path, prefix: str) -> No
             "gone": 1,
             "activeConnections": 2,
             "eventsDelivered": cluster["totals"]["eventsDelivered"],
-            "leaders": 1,
+            "bridges": 2,
+            "accountsStreamed": 2,
         }
         by_self = {p["self"]: p for p in alive}
         assert by_self[True]["activeConnections"] == 0  # A, answering

@@ -98,7 +98,9 @@ async def test_one_event_decoded_identically_with_every_window(folio: Running, w
         assert set(by_bits) == {wbits, 15, None}
         user = await folio.user_id("alice")
         big = {**ORDER, "status": "partially_filled", "orderId": "x" * 3000}
-        folio.server.manager.emit(user, "order_update", big)  # larger than the hook accepts
+        folio.server.manager.publisher.emit(
+            user, "order_update", big
+        )  # larger than the hook accepts
         got_limited = await next_of(limited, "order_update")
         got_default = await next_of(default, "order_update")
         got_plain = await recv_type(plain, "order_update")
@@ -145,7 +147,9 @@ async def _slow_tab_does_not_cost_the_others(folio: Running, monkeypatch: Any) -
     import secrets
 
     for i in range(count):
-        manager.emit(user, "order_update", {**ORDER, "orderId": secrets.token_hex(50_000)})
+        manager.publisher.emit(
+            user, "order_update", {**ORDER, "orderId": secrets.token_hex(50_000)}
+        )
         if i % 5 == 0:
             await manager.wait_idle()
             await asyncio.sleep(0)

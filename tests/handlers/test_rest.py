@@ -242,7 +242,8 @@ async def test_admin_stats_and_metrics(folio: Running) -> None:
     alice, bob = await folio.user_id("alice"), await folio.user_id("bob")
     assert stats["bridge"]["tradingStreams"] == {alice: True, bob: True}
     assert stats["bridge"]["demo"] is True and stats["bridge"]["syncs"] >= 2
-    assert stats["redis"]["leader"] is True and stats["redis"]["fanout"] is None
+    assert stats["redis"]["role"] == "all" and stats["redis"]["fanout"] is None
+    assert stats["redis"]["accountsOwned"] == 2  # alice's and bob's, no Redis: all of them
     resp = await folio.request("GET", "/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
     assert resp.code == 200 and b"folio_ws_connections 1.0" in resp.body
     resp = await folio.request("GET", "/metrics", cookie=trader)

@@ -473,7 +473,7 @@ async def test_client_that_stops_reading_is_closed_4002(folio: Running, monkeypa
     user = await folio.user_id("alice")
     big = {**ORDER, "status": "x" * 4000}
     for i in range(5000):
-        manager.emit(user, "order_update", {**big, "orderId": f"o-{i}"})
+        manager.publisher.emit(user, "order_update", {**big, "orderId": f"o-{i}"})
         if i % 100 == 0:
             await manager.wait_idle()
             await asyncio.sleep(0)

@@ -143,7 +143,7 @@ async def test_readyz_503_while_redis_is_down_and_200_after(
     folio = await make_server(redis_url=private_redis.url)
     body = await _readyz_until(folio, 200, 10)
     assert body["checks"]["redis"] == {"ok": True}
-    assert body["checks"]["role"]["role"] == "leader"
+    assert body["checks"]["role"]["role"] == "all"
     private_redis.stop()
     body = await _readyz_until(folio, 503, 10)
     assert body["status"] == "not_ready" and "redis" in body["failing"]

@@ -34,7 +34,7 @@ EXPORTED = {
     "bridge.syncErrors": "folio_bridge_sync_errors_total",
     "bridge.demo": "folio_demo_mode",
     "redis.fanout": "folio_redis_fanout_up",
-    "redis.leader": "folio_leader",
+    "redis.accountsOwned": "folio_accounts_owned",
     "redis.ingestAccepted": "folio_redis_ingest_accepted_total",
     "redis.ingestRejected": "folio_redis_ingest_rejected_total",
     "maxRssMb": "folio_process_max_resident_memory_bytes",
@@ -102,7 +102,7 @@ async def test_metrics_match_the_stats_and_the_docs(folio: Running) -> None:
     value = lambda name: next(iter(got[name].values()))  # noqa: E731
     assert value("folio_ws_connections") == stats["activeConnections"] == 1
     assert value("folio_ws_users") == stats["activeUsers"] == 1
-    assert value("folio_leader") == 1 and value("folio_demo_mode") == 1
+    assert value("folio_accounts_owned") == 2 and value("folio_demo_mode") == 1
     assert value("folio_ws_frames_delivered_total") >= 1
     assert got["folio_bridge_trading_streams"][(("state", "alive"),)] == 2
     assert got["folio_ws_rejects_total"][(("reason", "unauthorized"),)] == 1

@@ -100,14 +100,15 @@ def test_ingest_acks_every_entry_rejects_each_bad_one_and_handles_the_rest() -> 
     async def main() -> None:
         emitted: list[str] = []
 
+        async def emit(user_id: str, type_: str, data: dict[str, Any]) -> None:
+            emitted.append(data["orderId"])
+
         async def user_exists(user_id: str) -> bool:
             if user_id == "666":
                 raise RuntimeError("the user store failed")
             return user_id == "1"
 
-        ingest = RedisIngest(
-            REDIS_URL, lambda u, t, d: emitted.append(d["orderId"]), user_exists, prefix=prefix
-        )
+        ingest = RedisIngest(REDIS_URL, emit, user_exists, prefix=prefix)
         good = [
             ujson.dumps(
                 {"userId": "1", "type": "order_update", "data": {**ORDER, "orderId": f"g{n}"}}

@@ -87,8 +87,7 @@ class Session:
         manager = StreamManager(broker, batch_window_ms=0)
         self.published: list[Any] = []
         manager.hub.deliver = lambda pub: self.published.append(pub) or (0, [])  # type: ignore[method-assign]
-        self.service = PortfolioService(manager, stale_after_s=30)
-        manager.set_source(self.service)
+        self.service = PortfolioService(manager.publisher, stale_after_s=30)
         self.manager = manager
         self.bridge = AlpacaBridge(
             self.service,
@@ -147,7 +146,7 @@ class Session:
         """The server saw every execution, every mark and the broker's trading day."""
         if self.executions() != self.expected_fills:
             return False
-        snap = self.service.snapshot("1")
+        snap = self.service.current_view("1")
         held = {p["symbol"]: p for p in snap["positions"]}
         if set(held) != set(self.account.positions):
             return False
@@ -184,7 +183,7 @@ class Session:
         price = self.sim.price
         broker_account = self.account.account_json(price)
         broker_positions = {p["symbol"]: p for p in self.account.positions_json(price, price)}
-        snap = self.service.snapshot("1")
+        snap = self.service.current_view("1")
         rest_positions = {p["symbol"]: p for p in snap["positions"]}
         rest_account = snap["account"]
         streamed_positions, streamed_account = self.streamed()

@@ -96,7 +96,7 @@ class FakeSource:
     def __init__(self) -> None:
         self.calls: list[str] = []
 
-    def snapshot(self, user_id: str) -> dict[str, Any]:
+    async def view(self, user_id: str) -> dict[str, Any]:
         self.calls.append(user_id)
         return {
             "positions": [POS_AAPL, POS_MSFT],
@@ -141,10 +141,10 @@ def test_emit_delivers_with_consecutive_seq():
         manager, _, _ = make(window_ms=0)
         client = FakeClient(channels=ALL)
         assert manager.connect(client)
-        manager.emit("1", "position_update", POS_AAPL)
-        manager.emit("1", "order_update", ORDER_AAPL)
-        manager.emit("1", "account_update", ACCOUNT)
-        manager.emit("1", "trade_executed", TRADE_AAPL)
+        manager.publisher.emit("1", "position_update", POS_AAPL)
+        manager.publisher.emit("1", "order_update", ORDER_AAPL)
+        manager.publisher.emit("1", "account_update", ACCOUNT)
+        manager.publisher.emit("1", "trade_executed", TRADE_AAPL)
         await manager.wait_idle()
         assert client.types() == [
             "position_update",
@@ -178,7 +178,7 @@ def test_overloaded_tab_is_closed_after_the_loop_and_the_other_tabs_get_every_ev
             assert manager.connect(c)
         slow.result = Sent.OVERLOADED
         for i in range(5):
-            manager.emit("1", "order_update", {**ORDER_AAPL, "status": f"s{i}"})
+            manager.publisher.emit("1", "order_update", {**ORDER_AAPL, "status": f"s{i}"})
         await manager.wait_idle()
         for c in healthy:
             assert c.seqs() == [1, 2, 3, 4, 5]
@@ -196,8 +196,8 @@ def test_emit_goes_only_to_that_user():
         alice, bob = FakeClient("1", channels=ALL), FakeClient("2", sid="s2", channels=ALL)
         manager.connect(alice)
         manager.connect(bob)
-        manager.emit("2", "order_update", ORDER_AAPL)
-        manager.emit("1", "order_update", ORDER_TSLA)
+        manager.publisher.emit("2", "order_update", ORDER_AAPL)
+        manager.publisher.emit("1", "order_update", ORDER_TSLA)
         await manager.wait_idle()
         assert [(m["userId"], m["seq"], m["data"]) for m in alice.messages] == [
             ("1", 1, ORDER_TSLA)
@@ -213,8 +213,8 @@ def test_filtered_connection_sees_seq_jumps():
         client = FakeClient(channels=frozenset({Channel.ORDERS}), symbols={"TSLA"})
         manager.connect(client)
         for data in (ORDER_AAPL, ORDER_TSLA, ORDER_AAPL, ORDER_TSLA):
-            manager.emit("1", "order_update", data)
-        manager.emit("1", "account_update", ACCOUNT)
+            manager.publisher.emit("1", "order_update", data)
+        manager.publisher.emit("1", "account_update", ACCOUNT)
         await manager.wait_idle()
         assert client.seqs() == [2, 4]
 
@@ -226,19 +226,19 @@ def test_batching_through_flush():
         manager, broker, _ = make(window_ms=250)
         client = FakeClient(channels=ALL)
         manager.connect(client)
-        manager.emit("1", "position_update", {**POS_AAPL, "quantity": "1"}, at=1.0)
-        manager.emit("1", "position_update", POS_MSFT, at=2.0)
-        manager.emit("1", "position_update", POS_AAPL, at=3.0)
-        manager.emit("1", "account_update", ACCOUNT, at=4.0)
+        manager.publisher.emit("1", "position_update", {**POS_AAPL, "quantity": "1"}, at=1.0)
+        manager.publisher.emit("1", "position_update", POS_MSFT, at=2.0)
+        manager.publisher.emit("1", "position_update", POS_AAPL, at=3.0)
+        manager.publisher.emit("1", "account_update", ACCOUNT, at=4.0)
         await manager.wait_idle()
         assert client.messages == []
         assert await broker.position("1") == (0, EPOCH)
-        manager.flush()
+        manager.publisher.flush()
         await manager.wait_idle()
         assert [(m["type"], m["seq"], m["data"]) for m in client.messages] == [
             ("batch", 1, {"positions": [POS_AAPL, POS_MSFT], "account": ACCOUNT})
         ]
-        manager.flush()  # nothing pending: nothing new
+        manager.publisher.flush()  # nothing pending: nothing new
         await manager.wait_idle()
         assert len(client.messages) == 1
         assert manager.stats()["batching"] == {
@@ -255,15 +255,15 @@ def test_order_update_flushes_batch_first_through_manager():
         manager, _, _ = make(window_ms=250)
         client = FakeClient(channels=ALL)
         manager.connect(client)
-        manager.emit("1", "position_update", POS_AAPL, at=1.0)
-        manager.emit("1", "order_update", ORDER_AAPL, at=2.0)
-        manager.emit("1", "position_update", POS_MSFT, at=3.0)
+        manager.publisher.emit("1", "position_update", POS_AAPL, at=1.0)
+        manager.publisher.emit("1", "order_update", ORDER_AAPL, at=2.0)
+        manager.publisher.emit("1", "position_update", POS_MSFT, at=3.0)
         await manager.wait_idle()
         assert [(m["type"], m["seq"]) for m in client.messages] == [
             ("batch", 1),
             ("order_update", 2),
         ]
-        manager.flush()
+        manager.publisher.flush()
         await manager.wait_idle()
         assert [(m["type"], m["seq"]) for m in client.messages][2:] == [("batch", 3)]
 
@@ -275,7 +275,7 @@ def test_latency_measured_with_injected_clock():
         manager, _, clock = make()
         manager.connect(FakeClient(channels=ALL))
         clock.now = 10.25
-        manager.emit("1", "order_update", ORDER_AAPL, at=10.0)
+        manager.publisher.emit("1", "order_update", ORDER_AAPL, at=10.0)
         await manager.wait_idle()
         latency = manager.metrics.latency_ms()
         assert latency["count"] == 1.0
@@ -290,7 +290,7 @@ def test_emit_default_at_is_the_clock():
         seen: list[Publication] = []
         clock.now = 42.0
         broker.set_handler(seen.append)  # replaces the hub handler: only looks at the publication
-        manager.emit("1", "order_update", ORDER_AAPL)
+        manager.publisher.emit("1", "order_update", ORDER_AAPL)
         await manager.wait_idle()
         assert [p.emitted_at for p in seen] == [42.0]
 
@@ -310,9 +310,9 @@ def test_publish_failure_drops_only_that_event(caplog):
         manager, _, _ = make(broker=FlakyBroker(epoch=EPOCH))
         client = FakeClient(channels=ALL)
         manager.connect(client)
-        manager.emit("1", "order_update", ORDER_AAPL)
-        manager.emit("1", "order_update", {"orderId": "boom", "symbol": "AAPL"})
-        manager.emit("1", "order_update", ORDER_TSLA)
+        manager.publisher.emit("1", "order_update", ORDER_AAPL)
+        manager.publisher.emit("1", "order_update", {"orderId": "boom", "symbol": "AAPL"})
+        manager.publisher.emit("1", "order_update", ORDER_TSLA)
         await manager.wait_idle()
         assert [(m["seq"], m["data"]["orderId"]) for m in client.messages] == [(1, "o1"), (2, "o2")]
 
@@ -320,14 +320,18 @@ def test_publish_failure_drops_only_that_event(caplog):
     assert "publish failed for user 1 (order_update); event dropped" in caplog.text
 
 
-def test_broadcast_status_to_connected_users_only():
+def test_broadcast_status_flushes_held_updates_first():
     async def main() -> None:
         manager, broker, _ = make(window_ms=250)
         a, b = FakeClient("1", channels=frozenset()), FakeClient("2", sid="s2", channels=ALL)
         manager.connect(a)
         manager.connect(b)
-        manager.emit("1", "position_update", POS_AAPL, at=1.0)  # held; status flushes it first
-        manager.broadcast_status("broker_stale", "no data for 30 s", stale=True)
+        manager.publisher.emit(
+            "1", "position_update", POS_AAPL, at=1.0
+        )  # held; status flushes it first
+        manager.publisher.broadcast_status(
+            "broker_stale", "no data for 30 s", stale=True, users=manager.hub.users()
+        )
         await manager.wait_idle()
         status = {"code": "broker_stale", "message": "no data for 30 s", "stale": True}
         assert [(m["type"], m["seq"], m["data"]) for m in a.messages] == [("status", 2, status)]
@@ -346,8 +350,8 @@ def test_subscribe_sends_subscribed_then_filtered_snapshot():
         manager, _, _ = make(source=source)
         other = FakeClient(channels=ALL, sid="s0")
         manager.connect(other)
-        manager.emit("1", "order_update", ORDER_AAPL)
-        manager.emit("1", "order_update", ORDER_AAPL)
+        manager.publisher.emit("1", "order_update", ORDER_AAPL)
+        manager.publisher.emit("1", "order_update", ORDER_AAPL)
         await manager.wait_idle()
         client = FakeClient()
         manager.connect(client)
@@ -395,7 +399,7 @@ def test_subscribe_all_channels_snapshot_has_every_key():
     run(main)
 
 
-def test_default_source_gives_empty_snapshot_and_set_source_replaces_it():
+def test_default_source_gives_empty_snapshot():
     async def main() -> None:
         manager, _, _ = make()
         client = FakeClient()
@@ -407,9 +411,6 @@ def test_default_source_gives_empty_snapshot_and_set_source_replaces_it():
             "account": None,
             "trades": [],
         }
-        manager.set_source(FakeSource())
-        await manager.handle(client, sub_msg(frozenset({Channel.TRADES})))
-        assert client.messages[3]["data"] == FakeSource().snapshot("1")  # still all channels
 
     run(main)
 
@@ -438,7 +439,6 @@ def test_subscribe_with_last_seq_in_history_replays_with_original_seqs():
     async def main() -> None:
         source = FakeSource()
         manager, broker, _ = make()
-        manager.set_source(source)
         seen: list[Publication] = []
         for data in (ORDER_AAPL, ORDER_TSLA, ORDER_AAPL, ORDER_TSLA, ORDER_AAPL):
             seen.append(await broker.publish("1", "order_update", data))
@@ -502,8 +502,9 @@ def test_subscribe_up_to_date_is_recovered_with_nothing_to_replay():
 )
 def test_subscribe_not_recoverable_falls_back_to_snapshot(last_seq, epoch, history):
     async def main() -> None:
-        manager, broker, _ = make(broker=MemoryBroker(history_size=history, epoch=EPOCH))
-        manager.set_source(FakeSource())
+        manager, broker, _ = make(
+            broker=MemoryBroker(history_size=history, epoch=EPOCH), source=FakeSource()
+        )
         for _ in range(3):
             await broker.publish("1", "order_update", ORDER_AAPL)
         client = FakeClient()
@@ -524,7 +525,7 @@ def test_unsubscribe_answers_subscribed_with_the_rest():
         manager, _, _ = make()
         client = FakeClient(channels=ALL, symbols={"AAPL"})
         manager.connect(client)
-        manager.emit("1", "order_update", ORDER_AAPL)
+        manager.publisher.emit("1", "order_update", ORDER_AAPL)
         await manager.wait_idle()
         await manager.handle(
             client, ClientMessage("unsubscribe", frozenset({Channel.ORDERS, Channel.TRADES}))
@@ -535,7 +536,7 @@ def test_unsubscribe_answers_subscribed_with_the_rest():
             1,
             {"channels": ["account", "positions"], "symbols": ["AAPL"], "recovered": False},
         )
-        manager.emit("1", "order_update", ORDER_AAPL)
+        manager.publisher.emit("1", "order_update", ORDER_AAPL)
         await manager.wait_idle()
         assert client.types() == ["order_update", "subscribed"]  # no longer receives orders
 
@@ -812,8 +813,8 @@ def test_stop_flushes_pending_batches_then_closes_with_1001():
         b = FakeClient("2", sid="s2", channels=ALL, on_close=manager.disconnect)
         manager.connect(a)
         manager.connect(b)
-        manager.emit("1", "position_update", POS_AAPL, at=1.0)
-        manager.emit("2", "account_update", ACCOUNT, at=1.0)
+        manager.publisher.emit("1", "position_update", POS_AAPL, at=1.0)
+        manager.publisher.emit("2", "account_update", ACCOUNT, at=1.0)
         await manager.stop()
         for client in (a, b):
             assert [(k, v["type"] if k == "send" else v) for k, v in client.log] == [
@@ -822,7 +823,7 @@ def test_stop_flushes_pending_batches_then_closes_with_1001():
             ]
         assert a.messages[0]["data"] == {"positions": [POS_AAPL]}
         assert b.messages[0]["data"] == {"account": ACCOUNT}
-        assert manager.batcher.pending_users() == 0
+        assert manager.publisher.batcher.pending_users() == 0
         assert manager.hub.count() == 0
 
     run(main)
@@ -847,12 +848,12 @@ def test_start_then_stop_manages_timers():
     async def main() -> None:
         manager, _, _ = make(window_ms=250)
         manager.start()
-        assert len(manager._timers) == 2
-        assert all(t.is_running() for t in manager._timers)
-        assert manager._timers[0].callback_time == 250
-        timers = list(manager._timers)
+        batch_timer = manager.publisher._timer
+        assert batch_timer is not None and batch_timer.callback_time == 250
+        timers = [*manager._timers, batch_timer]
+        assert len(timers) == 2 and all(t.is_running() for t in timers)
         await manager.stop()
-        assert manager._timers == []
+        assert manager._timers == [] and manager.publisher._timer is None
         assert not any(t.is_running() for t in timers)
 
     run(main)
@@ -881,11 +882,13 @@ def test_broadcast_status_only_to_listed_users():
         a, b = FakeClient("1", channels=ALL), FakeClient("2", sid="s2", channels=ALL)
         manager.connect(a)
         manager.connect(b)
-        manager.broadcast_status("broker_stale", "no data for 30 s", stale=True, users=["2", "9"])
+        manager.publisher.broadcast_status(
+            "broker_stale", "no data for 30 s", stale=True, users=["2", "9"]
+        )
         await manager.wait_idle()
         assert a.messages == []
         assert [(m["type"], m["seq"], m["data"]) for m in b.messages] == [("status", 1, STALE)]
-        assert manager.current_status == STALE
+        assert manager.publisher.current_status == STALE
         # listed but not connected here: published all the same (another process may serve it)
         assert await broker.position("9") == (1, EPOCH)
 
@@ -895,7 +898,9 @@ def test_broadcast_status_only_to_listed_users():
 def test_late_subscriber_told_feed_is_stale_after_snapshot():
     async def main() -> None:
         manager, _, _ = make(source=FakeSource())
-        manager.broadcast_status("broker_stale", "no data for 30 s", stale=True)
+        manager.publisher.broadcast_status(
+            "broker_stale", "no data for 30 s", stale=True, users=manager.hub.users()
+        )
         client = FakeClient()
         manager.connect(client)
         await manager.handle(client, sub_msg(frozenset({Channel.ORDERS})))
@@ -911,7 +916,9 @@ def test_late_subscriber_status_has_a_seq_after_the_snapshot():
 
     async def main() -> None:
         manager, _, _ = make(source=FakeSource())
-        manager.broadcast_status("broker_stale", "no data for 30 s", stale=True)
+        manager.publisher.broadcast_status(
+            "broker_stale", "no data for 30 s", stale=True, users=manager.hub.users()
+        )
         client = FakeClient()
         manager.connect(client)
         await manager.handle(client, sub_msg())
@@ -924,8 +931,8 @@ def test_late_subscriber_status_has_a_seq_after_the_snapshot():
 
 
 class NoAccountSource(FakeSource):
-    def snapshot(self, user_id: str) -> dict[str, Any]:
-        return {**super().snapshot(user_id), "account": None}
+    async def view(self, user_id: str) -> dict[str, Any]:
+        return {**await super().view(user_id), "account": None}
 
 
 @pytest.mark.parametrize(
@@ -937,7 +944,9 @@ def test_late_subscriber_not_told_when_not_stale_or_no_account(status, source):
     async def main() -> None:
         manager, _, _ = make(source=source)
         if status is not None:
-            manager.broadcast_status(status["code"], status["message"], stale=status["stale"])
+            manager.publisher.broadcast_status(
+                status["code"], status["message"], stale=status["stale"], users=[]
+            )
         client = FakeClient()
         manager.connect(client)
         await manager.handle(client, sub_msg())
@@ -972,7 +981,7 @@ def test_events_wait_in_order_while_the_engine_is_down():
         assert manager.connect(client)
         broker.down = True
         for i in range(5):
-            manager.emit("1", "order_update", {**ORDER_AAPL, "orderId": f"o{i}"})
+            manager.publisher.emit("1", "order_update", {**ORDER_AAPL, "orderId": f"o{i}"})
         while broker.attempts < 3:  # retried, not dropped
             await asyncio.sleep(0.01)
         assert client.messages == [] and manager.stats()["outbox"]["events"] == 5
@@ -993,12 +1002,21 @@ def test_full_outbox_drops_snapshots_first_and_announces_the_user_again():
         client = FakeClient(channels=ALL)
         assert manager.connect(client)
         broker.down = True
-        manager.emit("1", "order_update", {**ORDER_AAPL, "orderId": "keep-0"})
+        # The producer gives the user's whole view with each event (PortfolioService does).
+        full = {
+            "positions": [POS_AAPL, POS_MSFT],
+            "orders": [ORDER_AAPL],
+            "account": ACCOUNT,
+            "trades": [],
+        }
+        publisher = manager.publisher
+        publisher.emit("1", "order_update", {**ORDER_AAPL, "orderId": "keep-0"}, view=lambda: full)
         for i in range(150):
-            manager.emit("1", "position_update", {**POS_AAPL, "quantity": str(i)})
-        manager.emit("1", "order_update", {**ORDER_AAPL, "orderId": "keep-1"})
+            position = {**POS_AAPL, "quantity": str(i)}
+            publisher.emit("1", "position_update", position, view=lambda: full)
+        publisher.emit("1", "order_update", {**ORDER_AAPL, "orderId": "keep-1"}, view=lambda: full)
         assert manager.stats()["outbox"]["events"] == 100
-        assert manager.outbox_dropped == 52
+        assert manager.publisher.outbox_dropped == 52
         broker.down = False
         await manager.wait_idle()
         orders = [m["data"]["orderId"] for m in client.messages if m["type"] == "order_update"]

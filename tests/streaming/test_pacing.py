@@ -55,7 +55,7 @@ def test_a_long_flush_lets_the_loop_run_other_callbacks() -> None:
         other = asyncio.ensure_future(other_work())
         await asyncio.sleep(0)
         for i in range(100):
-            manager.emit(str(i), "order_update", {"symbol": "AAPL"})
+            manager.publisher.emit(str(i), "order_update", {"symbol": "AAPL"})
         await manager.wait_idle()
         other.cancel()
         assert len(delivered) == 100

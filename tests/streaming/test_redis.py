@@ -1,4 +1,4 @@
-"""Redis engine, leader lease and ingest against the real Redis server (TEST_REDIS_URL)."""
+"""Redis engine and ingest against the real Redis server (TEST_REDIS_URL)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import pytest
 import ujson
 
 from streaming.broker import Publication
-from streaming.leader import RedisLeader
 from streaming.redis_broker import RedisBroker
 from streaming.redis_ingest import RedisIngest
 from tests.conftest import require_service
@@ -133,40 +132,19 @@ def test_recover_refuses_when_history_was_trimmed(prefix: str) -> None:
     run(main())
 
 
-def test_leader_lease_one_holder_and_hand_over(prefix: str) -> None:
-    """Only one process holds the lease; when it steps down the other takes over."""
-
-    async def main() -> None:
-        changes: dict[str, list[bool]] = {"a": [], "b": []}
-        a = RedisLeader(REDIS_URL, changes["a"].append, prefix=prefix, lease_s=5)
-        b = RedisLeader(REDIS_URL, changes["b"].append, prefix=prefix, lease_s=5)
-        await a.start()
-        await b.start()
-        assert (a.is_leader, b.is_leader) == (True, False)
-        await a.tick()  # renewal keeps it
-        await b.tick()
-        assert (a.is_leader, b.is_leader) == (True, False)
-        await a.stop()  # releases the lease
-        await b.tick()
-        assert b.is_leader
-        assert changes == {"a": [True], "b": [True]}
-        await b.stop()
-
-    run(main())
-
-
 def test_ingest_emits_valid_entries_and_reports_bad_ones(prefix: str) -> None:
     """XADD <prefix>:ingest → emitted once; bad entries land in <prefix>:ingest:rejected."""
 
     async def main() -> None:
         emitted: list[tuple[str, str, dict[str, Any]]] = []
 
+        async def emit(user_id: str, type_: str, data: dict[str, Any]) -> None:
+            emitted.append((user_id, type_, data))
+
         async def user_exists(user_id: str) -> bool:
             return user_id == "1"
 
-        ingest = RedisIngest(
-            REDIS_URL, lambda u, t, d: emitted.append((u, t, d)), user_exists, prefix=prefix
-        )
+        ingest = RedisIngest(REDIS_URL, emit, user_exists, prefix=prefix)
         await ingest.start()
         client = ingest._redis
         good = {"userId": "1", "type": "order_update", "data": ORDER}

@@ -26,8 +26,7 @@ def make() -> tuple[PortfolioService, MemoryBroker, list[Any], Clock]:
     manager = StreamManager(broker, batch_window_ms=0, clock=clock)
     published: list[Any] = []
     manager.hub.deliver = lambda pub: published.append(pub) or 0  # type: ignore[method-assign]
-    service = PortfolioService(manager, stale_after_s=30, clock=clock)
-    manager.set_source(service)
+    service = PortfolioService(manager.publisher, stale_after_s=30, clock=clock)
     return service, broker, published, clock
 
 
@@ -37,10 +36,10 @@ def test_fill_becomes_stream_events_for_its_trader() -> None:
     async def main() -> None:
         service, _, published, _ = make()
         service.on_sync("1", ACCOUNT, [], [])
-        await service.manager.wait_idle()
+        await service.publisher.wait_idle()
         published.clear()
         service.on_trade_update("1", copy.deepcopy(FILL_EXAMPLE))
-        await service.manager.wait_idle()
+        await service.publisher.wait_idle()
         assert [p.type for p in published] == [
             "order_update",
             "trade_executed",
@@ -64,10 +63,10 @@ def test_sync_that_overlapped_a_fill_is_skipped() -> None:
         service.on_trade_update("1", copy.deepcopy(FILL_EXAMPLE))  # arrives during the fetch
         stale_view: list[Any] = []  # fetched before the fill: no position yet
         assert service.on_sync("1", ACCOUNT, stale_view, [], fills_before=before) is False
-        assert [p["symbol"] for p in service.snapshot("1")["positions"]] == ["AAPL"]
+        assert [p["symbol"] for p in service.current_view("1")["positions"]] == ["AAPL"]
         fresh = [rest_position("AAPL", "10", "187.32", "187.32")]
         assert service.on_sync("1", ACCOUNT, fresh, [], fills_before=service.fill_count("1"))
-        await service.manager.wait_idle()
+        await service.publisher.wait_idle()
 
     asyncio.run(main())
 
@@ -80,45 +79,44 @@ def test_bad_trade_update_is_counted_and_dropped() -> None:
         service.add_account("1")
         service.on_trade_update("1", {"event": "fill"})
         service.on_trade_update("9", copy.deepcopy(FILL_EXAMPLE))  # unknown trader
-        await service.manager.wait_idle()
+        await service.publisher.wait_idle()
         assert published == []
         assert service.rejected_updates == 1
 
     asyncio.run(main())
 
 
-def test_staleness_only_for_connected_traders_with_an_account() -> None:
-    """30 s of broker silence → one broker_stale status to connected traders; a message → ok."""
+def test_staleness_told_to_every_trader_of_this_feed_only() -> None:
+    """30 s of broker silence → one broker_stale status to each trader whose account this
+    process streams (connected here or on another web process), none to others; a message →
+    broker_ok."""
 
     async def main() -> None:
         service, _, published, clock = make()
         service.add_account("1")
-
-        class Conn:
-            user_id, sid = "1", "s"
-            last_seen = last_ping = expires_at = 0.0
-
-            def __init__(self) -> None:
-                from streaming.subscription import Subscription
-
-                self.subscription = Subscription()
-
-        class AdminConn(Conn):
-            user_id = "3"
-
-        service.manager.connect(Conn())  # type: ignore[arg-type]
-        service.manager.connect(AdminConn())  # type: ignore[arg-type]
+        service.add_account("2")
         clock.now += 29
         service.check_staleness()
         assert not service.stale
         clock.now += 2
         service.check_staleness()
         service.check_staleness()
-        await service.manager.wait_idle()
-        assert [(p.user_id, p.data["code"]) for p in published] == [("1", "broker_stale")]
+        await service.publisher.wait_idle()
+        assert sorted((p.user_id, p.data["code"]) for p in published) == [
+            ("1", "broker_stale"),
+            ("2", "broker_stale"),
+        ]
         service.on_price("MSFT", "10")  # any broker message
-        await service.manager.wait_idle()
-        assert [(p.user_id, p.data["code"]) for p in published][-1] == ("1", "broker_ok")
+        await service.publisher.wait_idle()
+        assert sorted((p.user_id, p.data["code"]) for p in published[2:]) == [
+            ("1", "broker_ok"),
+            ("2", "broker_ok"),
+        ]
         assert not service.stale
+        service.remove_account("2")  # its lease went to another bridge
+        clock.now += 31
+        service.check_staleness()
+        await service.publisher.wait_idle()
+        assert [(p.user_id, p.data["code"]) for p in published[4:]] == [("1", "broker_stale")]
 
     asyncio.run(main())
