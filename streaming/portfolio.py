@@ -289,11 +289,15 @@ class _Position:
     def market_value(self) -> Fraction:
         return Fraction(self.qty) * self.mark
 
-    def wire(self, realized_today: Fraction) -> dict[str, Any]:
+    def wire(
+        self, realized_today: Fraction, lastday: Decimal | None, day_pnl: Fraction | None
+    ) -> dict[str, Any]:
         """Render as ``PositionUpdate`` (see :class:`PortfolioState` for the formulas).
 
         Args:
             realized_today: the symbol's realized P&L today in USD (it outlives the position).
+            lastday: the broker's previous close of the symbol (USD per share), None if unknown.
+            day_pnl: the symbol's P&L since the last close in USD, None if unknown.
         """
         qty = Fraction(self.qty)
         pnl = (self.mark - self.avg) * qty
@@ -308,6 +312,8 @@ class _Position:
             "unrealizedPnlPercent": fmt_percent(_dec(percent)),
             "realizedPnl": fmt_money(_dec(self.realized)),
             "realizedPnlToday": fmt_money(_dec(realized_today)),
+            "lastdayPrice": None if lastday is None else fmt_price(lastday),
+            "dayPnl": None if day_pnl is None else fmt_money(_dec(day_pnl)),
             "marketValue": fmt_money(_dec(self.market_value)),
             "side": "short" if self.short else "long",
             "openedAt": format_timestamp(self.opened_at),
@@ -319,14 +325,25 @@ class _Position:
 class _Today:
     """One symbol's figures for the current trading day.
 
-    ``realized``: realized P&L today (USD). ``open_qty``/``open_cost``: shares opened today and
-    still held, and what they cost (USD) — what a pattern day trader's day-trading buying power
-    is using for this symbol.
+    ``realized``: realized P&L today (USD, average-cost method). ``open_qty``/``open_cost``:
+    shares opened today and still held, and what they cost (USD) — what a pattern day trader's
+    day-trading buying power is using for this symbol.
+
+    The day P&L (``dayPnl``, see :meth:`PortfolioState._day_pnl`) uses the rest:
+    ``start_qty`` the signed shares held at the last close; ``start_sync`` the number of the
+    sync whose REST view gave ``start_qty`` (None when it is the position held before the day's
+    first execution seen); ``cash_flow`` the cash the day's executions in the symbol moved (USD,
+    ``+`` for a sell, ``−`` for a buy); ``lastday`` the broker's ``lastday_price`` (USD per
+    share, None until a sync gives one).
     """
 
     realized: Fraction = _FZERO
     open_qty: Decimal = _ZERO
     open_cost: Fraction = _FZERO
+    start_qty: Decimal = _ZERO
+    start_sync: int | None = None
+    cash_flow: Fraction = _FZERO
+    lastday: Decimal | None = None
 
 
 @dataclass(frozen=True)
@@ -358,6 +375,7 @@ class _SyncPosition:
     qty: Decimal
     avg_entry: Decimal
     current_price: Decimal | None
+    lastday: Decimal | None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -489,13 +507,18 @@ def _parse_sync_position(raw_value: Any, prefix: str) -> tuple[str, _SyncPositio
     current_price = _optional_decimal(raw, "current_price", prefix)
     if current_price is not None and current_price <= 0:
         raise ValueError(f"{prefix}current_price: must be positive, got {current_price}")
+    lastday = _optional_decimal(raw, "lastday_price", prefix)
+    if lastday is not None and lastday < 0:
+        raise ValueError(f"{prefix}lastday_price: must not be negative, got {lastday}")
+    if lastday == 0:
+        lastday = None  # no previous close (e.g. the symbol's first session): day P&L unknown
     if qty == 0:
         return symbol, None
     # Alpaca's REST qty is negative for a short; some simulators send a positive qty with
     # side "short". Either marks a short.
     short = side == "short" or qty < 0
     signed = -abs(qty) if short else abs(qty)
-    return symbol, _SyncPosition(symbol, signed, avg_entry, current_price)
+    return symbol, _SyncPosition(symbol, signed, avg_entry, current_price, lastday)
 
 
 def _parse_orders(raw: Sequence[Mapping[str, Any]] | None, name: str) -> list[_Order] | None:
@@ -571,6 +594,7 @@ class PortfolioState:
         self._synced_filled: dict[str, Decimal] = {}
         self._synced_qty: dict[str, Decimal] | None = None
         self._touched: set[str] = set()
+        self._syncs = 0  # syncs applied (numbers the REST views, for _Today.start_sync)
 
     # -- clock ---------------------------------------------------------------------------------
 
@@ -679,7 +703,15 @@ class PortfolioState:
             if old is None or closing == 0
             else (price - old.avg) * Fraction(closing) * _sign(old_qty)
         )
-        self._count_today(symbol, realized, closing, ex.qty - closing, price)
+        self._count_today(
+            symbol,
+            realized,
+            closing,
+            ex.qty - closing,
+            price,
+            start_qty=old_qty,
+            cash=-Fraction(signed) * price,
+        )
 
         position: _Position
         if old is not None and old_qty != 0 and new_qty == 0:
@@ -725,14 +757,24 @@ class PortfolioState:
         return changes
 
     def _count_today(
-        self, symbol: str, realized: Fraction, closing: Decimal, opening: Decimal, price: Fraction
+        self,
+        symbol: str,
+        realized: Fraction,
+        closing: Decimal,
+        opening: Decimal,
+        price: Fraction,
+        *,
+        start_qty: Decimal,
+        cash: Fraction,
     ) -> None:
         """Add an execution to the symbol's day figures and the day-trading buying power used.
 
         ``closing`` shares close today's shares first (restoring what they cost); ``opening``
-        shares at ``price`` use day-trading buying power.
+        shares at ``price`` use day-trading buying power. ``cash`` (USD) is what the execution
+        moved, added to the day's cash flow; ``start_qty`` is the position held before it, the
+        day's starting quantity if this is the symbol's first record of the day.
         """
-        today = self._today.get(symbol, _Today())
+        today = self._today.get(symbol) or _Today(start_qty=start_qty)
         restored = _FZERO
         open_qty, open_cost = today.open_qty, today.open_cost
         if closing and open_qty:
@@ -741,10 +783,12 @@ class PortfolioState:
             open_qty -= matched
             open_cost -= restored
         used = Fraction(opening) * price
-        self._today[symbol] = _Today(
+        self._today[symbol] = replace(
+            today,
             realized=today.realized + realized,
             open_qty=open_qty + opening,
             open_cost=open_cost + used,
+            cash_flow=today.cash_flow + cash,
         )
         self._dt_used += used - restored
 
@@ -757,6 +801,9 @@ class PortfolioState:
         still open on the same side, its realized P&L (against the unchanged average entry) is
         added; other cases (opened, added, closed, flipped) realize nothing that can still be
         computed, and leave it to the broker's figures.
+
+        Its cash is added to the symbol's day cash flow, unless the day's starting quantity was
+        taken from the very sync that counted it (that quantity already holds its shares).
         """
         changes: list[Change] = []
         held_qty = _ZERO if held is None else held.qty
@@ -765,12 +812,25 @@ class PortfolioState:
         )
         changes.append(("trade_executed", dict(trade)))
         before = held_qty - signed
+        today = self._today.get(order.symbol) or _Today(start_qty=before)
+        if today.start_sync != self._syncs:
+            cash = -Fraction(signed) * Fraction(ex.price)
+            today = replace(today, cash_flow=today.cash_flow + cash)
+        self._today[order.symbol] = today
         if held is not None and held_qty != 0:
             if _sign(before) == _sign(held_qty) and abs(before) > abs(held_qty):
                 realized = (Fraction(ex.price) - held.avg) * Fraction(ex.qty) * _sign(before)
                 held = replace(held, realized=held.realized + realized)
                 self._positions[held.symbol] = held
-                self._count_today(held.symbol, realized, ex.qty, _ZERO, Fraction(ex.price))
+                self._count_today(
+                    held.symbol,
+                    realized,
+                    ex.qty,
+                    _ZERO,
+                    Fraction(ex.price),
+                    start_qty=before,
+                    cash=_FZERO,
+                )
             changes.append(("position_update", self._position_wire(held)))
         return changes
 
@@ -940,6 +1000,7 @@ class PortfolioState:
                 }
             if parsed_account is not None:
                 self._roll_day(parsed_account.trading_day)
+            self._syncs += 1
             closed = self._sync_positions(parsed_positions, moment)
             self._synced_qty = {s: p.qty for s, p in parsed_positions.items()}
             self._touched = set()
@@ -1012,11 +1073,17 @@ class PortfolioState:
                 realized=held.realized if held is not None and same_side else _FZERO,
             )
             today = self._today.get(symbol)
-            if today is not None and today.open_qty:
+            if today is None:
+                # First sight of the symbol today: what REST holds was held at the last close.
+                today = _Today(start_qty=rest.qty, start_sync=self._syncs)
+            elif today.open_qty:
                 # Today's shares can't exceed the position (a missed fill closed some).
                 kept = min(today.open_qty, abs(rest.qty)) if same_side else _ZERO
                 cost = today.open_cost * Fraction(kept) / Fraction(today.open_qty)
-                self._today[symbol] = replace(today, open_qty=kept, open_cost=cost)
+                today = replace(today, open_qty=kept, open_cost=cost)
+            if rest.lastday is not None:
+                today = replace(today, lastday=rest.lastday)
+            self._today[symbol] = today
             self._positions[symbol] = position
         return closed
 
@@ -1036,7 +1103,23 @@ class PortfolioState:
 
     def _position_wire(self, position: _Position) -> dict[str, Any]:
         today = self._today.get(position.symbol)
-        return position.wire(_FZERO if today is None else today.realized)
+        if today is None:  # not seen today (defensive): all of it was held at the last close
+            today = _Today(start_qty=position.qty)
+        return position.wire(today.realized, today.lastday, self._day_pnl(position, today))
+
+    @staticmethod
+    def _day_pnl(position: _Position, today: _Today) -> Fraction | None:
+        """The symbol's P&L since the last close (USD), or None when it needs an unknown close.
+
+        ``Q × P − Q0 × L + cash_flow``: the position's value now, less its value at the last
+        close (``Q0`` shares at the broker's ``lastday_price`` ``L``), plus the cash its
+        executions moved today. ``L`` is only needed when ``Q0 ≠ 0``.
+        """
+        start = Fraction(today.start_qty)
+        if start and today.lastday is None:
+            return None
+        lastday = _FZERO if today.lastday is None else Fraction(today.lastday)
+        return position.market_value - start * lastday + today.cash_flow
 
     def _buying_power(self, account: _Account, equity: Fraction) -> Fraction:
         if account.day_trading:
