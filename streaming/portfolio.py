@@ -332,7 +332,8 @@ class _Today:
     The day P&L (``dayPnl``, see :meth:`PortfolioState._day_pnl`) uses the rest:
     ``start_qty`` the signed shares held at the last close; ``start_sync`` the number of the
     sync whose REST view gave ``start_qty`` (None when it is the position held before the day's
-    first execution seen); ``cash_flow`` the cash the day's executions in the symbol moved (USD,
+    first execution seen) and ``start_rolled`` whether that sync began a new trading day;
+    ``cash_flow`` the cash the day's executions in the symbol moved (USD,
     ``+`` for a sell, ``−`` for a buy); ``lastday`` the broker's ``lastday_price`` (USD per
     share, None until a sync gives one).
     """
@@ -342,6 +343,7 @@ class _Today:
     open_cost: Fraction = _FZERO
     start_qty: Decimal = _ZERO
     start_sync: int | None = None
+    start_rolled: bool = False
     cash_flow: Fraction = _FZERO
     lastday: Decimal | None = None
 
@@ -802,8 +804,10 @@ class PortfolioState:
         added; other cases (opened, added, closed, flipped) realize nothing that can still be
         computed, and leave it to the broker's figures.
 
-        Its cash is added to the symbol's day cash flow, unless the day's starting quantity was
-        taken from the very sync that counted it (that quantity already holds its shares).
+        Its cash is added to the symbol's day cash flow. When the day's starting quantity was
+        taken from the very sync that counted it, that quantity holds its shares: if the sync
+        began the trading day the execution counts to the previous day (nothing changes), else
+        it is today's and its shares leave the starting quantity.
         """
         changes: list[Change] = []
         held_qty = _ZERO if held is None else held.qty
@@ -813,9 +817,13 @@ class PortfolioState:
         changes.append(("trade_executed", dict(trade)))
         before = held_qty - signed
         today = self._today.get(order.symbol) or _Today(start_qty=before)
+        cash = -Fraction(signed) * Fraction(ex.price)
         if today.start_sync != self._syncs:
-            cash = -Fraction(signed) * Fraction(ex.price)
             today = replace(today, cash_flow=today.cash_flow + cash)
+        elif not today.start_rolled:
+            today = replace(
+                today, start_qty=today.start_qty - signed, cash_flow=today.cash_flow + cash
+            )
         self._today[order.symbol] = today
         if held is not None and held_qty != 0:
             if _sign(before) == _sign(held_qty) and abs(before) > abs(held_qty):
@@ -998,10 +1006,9 @@ class PortfolioState:
                     for o in (parsed_closed or []) + (parsed_orders or [])
                     if o.filled_qty is not None
                 }
-            if parsed_account is not None:
-                self._roll_day(parsed_account.trading_day)
+            rolled = parsed_account is not None and self._roll_day(parsed_account.trading_day)
             self._syncs += 1
-            closed = self._sync_positions(parsed_positions, moment)
+            closed = self._sync_positions(parsed_positions, moment, rolled=rolled)
             self._synced_qty = {s: p.qty for s, p in parsed_positions.items()}
             self._touched = set()
             if parsed_account is not None:
@@ -1021,11 +1028,14 @@ class PortfolioState:
                 changes.append(("account_update", self._account_wire(self._account)))
             return changes
 
-    def _roll_day(self, trading_day: str | None) -> None:
+    def _roll_day(self, trading_day: str | None) -> bool:
+        """Start a new trading day if ``trading_day`` (``balance_asof``) changed; say if it did."""
         current = None if self._account is None else self._account.trading_day
         if trading_day is not None and current is not None and trading_day != current:
             self._today = {}
             self._dt_used = _FZERO
+            return True
+        return False
 
     def _sync_orders(self, listed: list[_Order]) -> list[Change]:
         changes: list[Change] = []
@@ -1043,7 +1053,7 @@ class PortfolioState:
         return changes
 
     def _sync_positions(
-        self, listed: dict[str, _SyncPosition], moment: datetime
+        self, listed: dict[str, _SyncPosition], moment: datetime, *, rolled: bool
     ) -> dict[str, _Position]:
         """Set positions from REST; return the records of positions REST no longer has."""
         closed: dict[str, _Position] = {}
@@ -1075,7 +1085,7 @@ class PortfolioState:
             today = self._today.get(symbol)
             if today is None:
                 # First sight of the symbol today: what REST holds was held at the last close.
-                today = _Today(start_qty=rest.qty, start_sync=self._syncs)
+                today = _Today(start_qty=rest.qty, start_sync=self._syncs, start_rolled=rolled)
             elif today.open_qty:
                 # Today's shares can't exceed the position (a missed fill closed some).
                 kept = min(today.open_qty, abs(rest.qty)) if same_side else _ZERO

@@ -1376,16 +1376,25 @@ def test_an_execution_the_sync_counted_moves_the_day_cash_once():
     assert position(state, "AAPL")["dayPnl"] == "40.00"  # 10 × 4 + 5 × 0
 
 
-def test_the_first_sync_of_a_day_already_holding_an_execution_does_not_count_it_twice():
-    """The day's starting quantity comes from the sync that also counted the execution."""
+def test_an_execution_the_first_sync_already_held_is_todays():
+    """First sight of the symbol at a sync that counted a buy whose event comes after it."""
     state, _ = make_state()
     buy = fill("buy", "5", "112", position_qty="15")
     order = {**buy["order"], "status": "filled"}
-    state.sync(
-        day_account(),
-        [rest_position("AAPL", "15", "104", "112", lastday="108")],
-        [],
-        [order],
-    )
+    listed = [rest_position("AAPL", "15", "104", "112", lastday="108")]
+    state.sync(day_account(), listed, [], [order])
+    assert position(state, "AAPL")["dayPnl"] == "60.00"  # 15 × (112 − 108) until it arrives
     state.apply_trade_update(buy)
-    assert position(state, "AAPL")["dayPnl"] == "60.00"  # all 15 taken as held at the close
+    assert position(state, "AAPL")["dayPnl"] == "40.00"  # 10 × (112 − 108) + 5 × 0
+
+
+def test_an_execution_the_day_starting_sync_already_held_is_the_previous_days():
+    state, clock = make_state()
+    state.sync(day_account("2024-05-13"), [rest_position("AAPL", "10", "100", "112")])
+    buy = fill("buy", "5", "112", position_qty="15")
+    order = {**buy["order"], "status": "filled"}
+    clock.now = SYNC_TIME + timedelta(hours=20)
+    listed = [rest_position("AAPL", "15", "104", "112", lastday="108")]
+    state.sync(day_account("2024-05-14"), listed, [], [order])
+    state.apply_trade_update(buy)
+    assert position(state, "AAPL")["dayPnl"] == "60.00"  # all 15 held at the close (108)
