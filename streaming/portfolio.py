@@ -549,6 +549,13 @@ class PortfolioState:
     * ``realizedPnl`` (since the position opened) and ``realizedPnlToday`` (the symbol, this
       trading day): ``Σ closed * (fill price - avgEntry) * sign(qty)`` over reducing executions
       (average-cost method)
+    * ``lastdayPrice = L``, the broker's ``lastday_price`` from the last sync (None until one
+      gives it; replaced on a new trading day), and ``dayPnl = Q * price − Q0 * L + F`` (the
+      symbol, this trading day): ``Q0`` the signed shares held at the last close, ``F`` the cash
+      the day's executions in the symbol moved; None when ``Q0 ≠ 0`` and ``L`` is unknown. With
+      no cash movements the symbols' ``dayPnl`` sum to ``equity − last_equity``. Source:
+      Alpaca's position object (``lastday_price``, ``unrealized_intraday_pl``;
+      https://docs.alpaca.markets/reference/positions); worked examples in ``docs/pnl.md``.
     * ``equity = portfolioValue = cash + Σ marketValue``
     * ``dayPnl = equity - last_equity`` (``None`` when the broker gave no ``last_equity``);
       ``dayPnlPercent = dayPnl / last_equity * 100``; ``realizedPnlToday = Σ`` of the symbols'
