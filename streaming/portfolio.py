@@ -959,7 +959,10 @@ class PortfolioState:
           at least 4 places), else replaced. A short is a negative ``qty`` or ``side: "short"``.
           Symbols held locally but absent from REST are closed (``quantity "0"``). A position
           that persists on the same side keeps its ``openedAt`` and realized P&L; a new one (or
-          one that changed side) gets ``now()`` and none.
+          one that changed side) gets ``now()`` and none. ``lastday_price`` (optional; ``"0"``
+          is none) sets the symbol's previous close for the day P&L; a symbol seen for the
+          first time today (or every one, on a new trading day) starts the day with the
+          quantity listed.
         * ``orders`` (``GET /v2/orders``, the open orders), when given, replace the open-order
           set: listed orders are stored unless the version held is newer (``updated_at``), and
           held open orders that are not listed are forgotten (their final status is unknown, so
@@ -984,7 +987,8 @@ class PortfolioState:
 
         Raises:
             ValueError: a malformed account (``account.cash``, …), position
-                (``positions[i].qty``, ``positions[i].avg_entry_price``, …) or order
+                (``positions[i].qty``, ``positions[i].avg_entry_price``,
+                ``positions[i].lastday_price``, …) or order
                 (``orders[i].id``, ``closed_orders[i].id``, …). Nothing is changed.
         """
         parsed_account = None if account is None else _parse_sync_account(account)
