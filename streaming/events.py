@@ -170,6 +170,8 @@ _POSITION: dict[str, _Kind] = {
     "unrealizedPnlPercent": "percent",
     "realizedPnl?": "money",
     "realizedPnlToday?": "money",
+    "lastdayPrice?": "price",
+    "dayPnl?": "money",
     "marketValue": "money",
     "side": ("enum", {"long", "short"}),
     "openedAt": "ts",

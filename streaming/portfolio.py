@@ -289,11 +289,15 @@ class _Position:
     def market_value(self) -> Fraction:
         return Fraction(self.qty) * self.mark
 
-    def wire(self, realized_today: Fraction) -> dict[str, Any]:
+    def wire(
+        self, realized_today: Fraction, lastday: Decimal | None, day_pnl: Fraction | None
+    ) -> dict[str, Any]:
         """Render as ``PositionUpdate`` (see :class:`PortfolioState` for the formulas).
 
         Args:
             realized_today: the symbol's realized P&L today in USD (it outlives the position).
+            lastday: the broker's previous close of the symbol (USD per share), None if unknown.
+            day_pnl: the symbol's P&L since the last close in USD, None if unknown.
         """
         qty = Fraction(self.qty)
         pnl = (self.mark - self.avg) * qty
@@ -308,6 +312,8 @@ class _Position:
             "unrealizedPnlPercent": fmt_percent(_dec(percent)),
             "realizedPnl": fmt_money(_dec(self.realized)),
             "realizedPnlToday": fmt_money(_dec(realized_today)),
+            "lastdayPrice": None if lastday is None else fmt_price(lastday),
+            "dayPnl": None if day_pnl is None else fmt_money(_dec(day_pnl)),
             "marketValue": fmt_money(_dec(self.market_value)),
             "side": "short" if self.short else "long",
             "openedAt": format_timestamp(self.opened_at),
@@ -319,14 +325,27 @@ class _Position:
 class _Today:
     """One symbol's figures for the current trading day.
 
-    ``realized``: realized P&L today (USD). ``open_qty``/``open_cost``: shares opened today and
-    still held, and what they cost (USD) — what a pattern day trader's day-trading buying power
-    is using for this symbol.
+    ``realized``: realized P&L today (USD, average-cost method). ``open_qty``/``open_cost``:
+    shares opened today and still held, and what they cost (USD) — what a pattern day trader's
+    day-trading buying power is using for this symbol.
+
+    The day P&L (``dayPnl``, see :meth:`PortfolioState._day_pnl`) uses the rest:
+    ``start_qty`` the signed shares held at the last close; ``start_sync`` the number of the
+    sync whose REST view gave ``start_qty`` (None when it is the position held before the day's
+    first execution seen) and ``start_rolled`` whether that sync began a new trading day;
+    ``cash_flow`` the cash the day's executions in the symbol moved (USD,
+    ``+`` for a sell, ``−`` for a buy); ``lastday`` the broker's ``lastday_price`` (USD per
+    share, None until a sync gives one).
     """
 
     realized: Fraction = _FZERO
     open_qty: Decimal = _ZERO
     open_cost: Fraction = _FZERO
+    start_qty: Decimal = _ZERO
+    start_sync: int | None = None
+    start_rolled: bool = False
+    cash_flow: Fraction = _FZERO
+    lastday: Decimal | None = None
 
 
 @dataclass(frozen=True)
@@ -358,6 +377,7 @@ class _SyncPosition:
     qty: Decimal
     avg_entry: Decimal
     current_price: Decimal | None
+    lastday: Decimal | None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -489,13 +509,18 @@ def _parse_sync_position(raw_value: Any, prefix: str) -> tuple[str, _SyncPositio
     current_price = _optional_decimal(raw, "current_price", prefix)
     if current_price is not None and current_price <= 0:
         raise ValueError(f"{prefix}current_price: must be positive, got {current_price}")
+    lastday = _optional_decimal(raw, "lastday_price", prefix)
+    if lastday is not None and lastday < 0:
+        raise ValueError(f"{prefix}lastday_price: must not be negative, got {lastday}")
+    if lastday == 0:
+        lastday = None  # no previous close (e.g. the symbol's first session): day P&L unknown
     if qty == 0:
         return symbol, None
     # Alpaca's REST qty is negative for a short; some simulators send a positive qty with
     # side "short". Either marks a short.
     short = side == "short" or qty < 0
     signed = -abs(qty) if short else abs(qty)
-    return symbol, _SyncPosition(symbol, signed, avg_entry, current_price)
+    return symbol, _SyncPosition(symbol, signed, avg_entry, current_price, lastday)
 
 
 def _parse_orders(raw: Sequence[Mapping[str, Any]] | None, name: str) -> list[_Order] | None:
@@ -524,6 +549,13 @@ class PortfolioState:
     * ``realizedPnl`` (since the position opened) and ``realizedPnlToday`` (the symbol, this
       trading day): ``Σ closed * (fill price - avgEntry) * sign(qty)`` over reducing executions
       (average-cost method)
+    * ``lastdayPrice = L``, the broker's ``lastday_price`` from the last sync (None until one
+      gives it; replaced on a new trading day), and ``dayPnl = Q * price − Q0 * L + F`` (the
+      symbol, this trading day): ``Q0`` the signed shares held at the last close, ``F`` the cash
+      the day's executions in the symbol moved; None when ``Q0 ≠ 0`` and ``L`` is unknown. With
+      no cash movements the symbols' ``dayPnl`` sum to ``equity − last_equity``. Source:
+      Alpaca's position object (``lastday_price``, ``unrealized_intraday_pl``;
+      https://docs.alpaca.markets/reference/positions); worked examples in ``docs/pnl.md``.
     * ``equity = portfolioValue = cash + Σ marketValue``
     * ``dayPnl = equity - last_equity`` (``None`` when the broker gave no ``last_equity``);
       ``dayPnlPercent = dayPnl / last_equity * 100``; ``realizedPnlToday = Σ`` of the symbols'
@@ -571,6 +603,7 @@ class PortfolioState:
         self._synced_filled: dict[str, Decimal] = {}
         self._synced_qty: dict[str, Decimal] | None = None
         self._touched: set[str] = set()
+        self._syncs = 0  # syncs applied (numbers the REST views, for _Today.start_sync)
 
     # -- clock ---------------------------------------------------------------------------------
 
@@ -679,7 +712,15 @@ class PortfolioState:
             if old is None or closing == 0
             else (price - old.avg) * Fraction(closing) * _sign(old_qty)
         )
-        self._count_today(symbol, realized, closing, ex.qty - closing, price)
+        self._count_today(
+            symbol,
+            realized,
+            closing,
+            ex.qty - closing,
+            price,
+            start_qty=old_qty,
+            cash=-Fraction(signed) * price,
+        )
 
         position: _Position
         if old is not None and old_qty != 0 and new_qty == 0:
@@ -725,14 +766,24 @@ class PortfolioState:
         return changes
 
     def _count_today(
-        self, symbol: str, realized: Fraction, closing: Decimal, opening: Decimal, price: Fraction
+        self,
+        symbol: str,
+        realized: Fraction,
+        closing: Decimal,
+        opening: Decimal,
+        price: Fraction,
+        *,
+        start_qty: Decimal,
+        cash: Fraction,
     ) -> None:
         """Add an execution to the symbol's day figures and the day-trading buying power used.
 
         ``closing`` shares close today's shares first (restoring what they cost); ``opening``
-        shares at ``price`` use day-trading buying power.
+        shares at ``price`` use day-trading buying power. ``cash`` (USD) is what the execution
+        moved, added to the day's cash flow; ``start_qty`` is the position held before it, the
+        day's starting quantity if this is the symbol's first record of the day.
         """
-        today = self._today.get(symbol, _Today())
+        today = self._today.get(symbol) or _Today(start_qty=start_qty)
         restored = _FZERO
         open_qty, open_cost = today.open_qty, today.open_cost
         if closing and open_qty:
@@ -741,10 +792,12 @@ class PortfolioState:
             open_qty -= matched
             open_cost -= restored
         used = Fraction(opening) * price
-        self._today[symbol] = _Today(
+        self._today[symbol] = replace(
+            today,
             realized=today.realized + realized,
             open_qty=open_qty + opening,
             open_cost=open_cost + used,
+            cash_flow=today.cash_flow + cash,
         )
         self._dt_used += used - restored
 
@@ -757,6 +810,11 @@ class PortfolioState:
         still open on the same side, its realized P&L (against the unchanged average entry) is
         added; other cases (opened, added, closed, flipped) realize nothing that can still be
         computed, and leave it to the broker's figures.
+
+        Its cash is added to the symbol's day cash flow. When the day's starting quantity was
+        taken from the very sync that counted it, that quantity holds its shares: if the sync
+        began the trading day the execution counts to the previous day (nothing changes), else
+        it is today's and its shares leave the starting quantity.
         """
         changes: list[Change] = []
         held_qty = _ZERO if held is None else held.qty
@@ -765,12 +823,29 @@ class PortfolioState:
         )
         changes.append(("trade_executed", dict(trade)))
         before = held_qty - signed
+        today = self._today.get(order.symbol) or _Today(start_qty=before)
+        cash = -Fraction(signed) * Fraction(ex.price)
+        if today.start_sync != self._syncs:
+            today = replace(today, cash_flow=today.cash_flow + cash)
+        elif not today.start_rolled:
+            today = replace(
+                today, start_qty=today.start_qty - signed, cash_flow=today.cash_flow + cash
+            )
+        self._today[order.symbol] = today
         if held is not None and held_qty != 0:
             if _sign(before) == _sign(held_qty) and abs(before) > abs(held_qty):
                 realized = (Fraction(ex.price) - held.avg) * Fraction(ex.qty) * _sign(before)
                 held = replace(held, realized=held.realized + realized)
                 self._positions[held.symbol] = held
-                self._count_today(held.symbol, realized, ex.qty, _ZERO, Fraction(ex.price))
+                self._count_today(
+                    held.symbol,
+                    realized,
+                    ex.qty,
+                    _ZERO,
+                    Fraction(ex.price),
+                    start_qty=before,
+                    cash=_FZERO,
+                )
             changes.append(("position_update", self._position_wire(held)))
         return changes
 
@@ -884,7 +959,10 @@ class PortfolioState:
           at least 4 places), else replaced. A short is a negative ``qty`` or ``side: "short"``.
           Symbols held locally but absent from REST are closed (``quantity "0"``). A position
           that persists on the same side keeps its ``openedAt`` and realized P&L; a new one (or
-          one that changed side) gets ``now()`` and none.
+          one that changed side) gets ``now()`` and none. ``lastday_price`` (optional; ``"0"``
+          is none) sets the symbol's previous close for the day P&L; a symbol seen for the
+          first time today (or every one, on a new trading day) starts the day with the
+          quantity listed.
         * ``orders`` (``GET /v2/orders``, the open orders), when given, replace the open-order
           set: listed orders are stored unless the version held is newer (``updated_at``), and
           held open orders that are not listed are forgotten (their final status is unknown, so
@@ -909,7 +987,8 @@ class PortfolioState:
 
         Raises:
             ValueError: a malformed account (``account.cash``, …), position
-                (``positions[i].qty``, ``positions[i].avg_entry_price``, …) or order
+                (``positions[i].qty``, ``positions[i].avg_entry_price``,
+                ``positions[i].lastday_price``, …) or order
                 (``orders[i].id``, ``closed_orders[i].id``, …). Nothing is changed.
         """
         parsed_account = None if account is None else _parse_sync_account(account)
@@ -938,9 +1017,9 @@ class PortfolioState:
                     for o in (parsed_closed or []) + (parsed_orders or [])
                     if o.filled_qty is not None
                 }
-            if parsed_account is not None:
-                self._roll_day(parsed_account.trading_day)
-            closed = self._sync_positions(parsed_positions, moment)
+            rolled = parsed_account is not None and self._roll_day(parsed_account.trading_day)
+            self._syncs += 1
+            closed = self._sync_positions(parsed_positions, moment, rolled=rolled)
             self._synced_qty = {s: p.qty for s, p in parsed_positions.items()}
             self._touched = set()
             if parsed_account is not None:
@@ -960,11 +1039,14 @@ class PortfolioState:
                 changes.append(("account_update", self._account_wire(self._account)))
             return changes
 
-    def _roll_day(self, trading_day: str | None) -> None:
+    def _roll_day(self, trading_day: str | None) -> bool:
+        """Start a new trading day if ``trading_day`` (``balance_asof``) changed; say if it did."""
         current = None if self._account is None else self._account.trading_day
         if trading_day is not None and current is not None and trading_day != current:
             self._today = {}
             self._dt_used = _FZERO
+            return True
+        return False
 
     def _sync_orders(self, listed: list[_Order]) -> list[Change]:
         changes: list[Change] = []
@@ -982,7 +1064,7 @@ class PortfolioState:
         return changes
 
     def _sync_positions(
-        self, listed: dict[str, _SyncPosition], moment: datetime
+        self, listed: dict[str, _SyncPosition], moment: datetime, *, rolled: bool
     ) -> dict[str, _Position]:
         """Set positions from REST; return the records of positions REST no longer has."""
         closed: dict[str, _Position] = {}
@@ -1012,11 +1094,17 @@ class PortfolioState:
                 realized=held.realized if held is not None and same_side else _FZERO,
             )
             today = self._today.get(symbol)
-            if today is not None and today.open_qty:
+            if today is None:
+                # First sight of the symbol today: what REST holds was held at the last close.
+                today = _Today(start_qty=rest.qty, start_sync=self._syncs, start_rolled=rolled)
+            elif today.open_qty:
                 # Today's shares can't exceed the position (a missed fill closed some).
                 kept = min(today.open_qty, abs(rest.qty)) if same_side else _ZERO
                 cost = today.open_cost * Fraction(kept) / Fraction(today.open_qty)
-                self._today[symbol] = replace(today, open_qty=kept, open_cost=cost)
+                today = replace(today, open_qty=kept, open_cost=cost)
+            if rest.lastday is not None:
+                today = replace(today, lastday=rest.lastday)
+            self._today[symbol] = today
             self._positions[symbol] = position
         return closed
 
@@ -1036,7 +1124,23 @@ class PortfolioState:
 
     def _position_wire(self, position: _Position) -> dict[str, Any]:
         today = self._today.get(position.symbol)
-        return position.wire(_FZERO if today is None else today.realized)
+        if today is None:  # not seen today (defensive): all of it was held at the last close
+            today = _Today(start_qty=position.qty)
+        return position.wire(today.realized, today.lastday, self._day_pnl(position, today))
+
+    @staticmethod
+    def _day_pnl(position: _Position, today: _Today) -> Fraction | None:
+        """The symbol's P&L since the last close (USD), or None when it needs an unknown close.
+
+        ``Q × P − Q0 × L + cash_flow``: the position's value now, less its value at the last
+        close (``Q0`` shares at the broker's ``lastday_price`` ``L``), plus the cash its
+        executions moved today. ``L`` is only needed when ``Q0 ≠ 0``.
+        """
+        start = Fraction(today.start_qty)
+        if start and today.lastday is None:
+            return None
+        lastday = _FZERO if today.lastday is None else Fraction(today.lastday)
+        return position.market_value - start * lastday + today.cash_flow
 
     def _buying_power(self, account: _Account, equity: Fraction) -> Fraction:
         if account.day_trading:

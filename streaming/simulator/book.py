@@ -236,12 +236,27 @@ class SimPosition:
         """
         return self.cost_basis / self.qty if self.qty else ZERO
 
-    def to_json(self, current_price: Decimal, lastday_price: Decimal) -> dict[str, Any]:
+    def to_json(
+        self,
+        current_price: Decimal,
+        lastday_price: Decimal,
+        day_open: tuple[Decimal, Fraction] = (ZERO, FZERO),
+    ) -> dict[str, Any]:
         """Render the position as Alpaca's ``Position`` JSON.
+
+        ``unrealized_intraday_pl`` is Alpaca's unrealized P&L for the day
+        (https://docs.alpaca.markets/reference/positions: "Unrealized profit/loss in dollars
+        for the day"; in Alpaca's examples ``qty × (current_price − lastday_price)`` for shares
+        held since the last close, ``unrealized_pl`` for a position opened today): the shares
+        held at the last close are marked from ``lastday_price``, the shares opened today from
+        what they cost. ``unrealized_intraday_plpc`` divides it by that day's basis (for a
+        position held since the close, it equals ``change_today``).
 
         Args:
             current_price: The symbol's current price in USD.
             lastday_price: The symbol's previous close in USD.
+            day_open: Shares of the position opened today (unsigned) and their cost in USD
+                (:attr:`SimAccount.day_open`); the rest was held at the last close.
 
         Returns:
             The position dict with decimal strings.
@@ -250,6 +265,16 @@ class SimPosition:
         unrealized = market_value - self.cost_basis
         plpc = unrealized / abs(self.cost_basis) if self.cost_basis else ZERO
         change = (current_price - lastday_price) / lastday_price if lastday_price else ZERO
+        sign = 1 if self.qty > 0 else -1
+        today_qty = min(day_open[0], abs(self.qty))
+        today_cost = (
+            day_open[1] * Fraction(today_qty) / Fraction(day_open[0]) if today_qty else FZERO
+        )
+        held = Fraction(self.qty - sign * today_qty)  # signed shares held since the last close
+        price, last = Fraction(current_price), Fraction(lastday_price)
+        intraday = held * (price - last) + sign * (Fraction(today_qty) * price - today_cost)
+        basis = abs(held) * last + today_cost
+        intraday_plpc = _dec(intraday / basis) if basis else ZERO
         return {
             "asset_id": asset_id(self.symbol),
             "symbol": self.symbol,
@@ -264,8 +289,8 @@ class SimPosition:
             "cost_basis": fmt_money(self.cost_basis),
             "unrealized_pl": fmt_money(unrealized),
             "unrealized_plpc": fmt_ratio(plpc),
-            "unrealized_intraday_pl": fmt_money(unrealized),
-            "unrealized_intraday_plpc": fmt_ratio(plpc),
+            "unrealized_intraday_pl": fmt_money(_dec(intraday)),
+            "unrealized_intraday_plpc": fmt_ratio(intraday_plpc),
             "current_price": fmt_price(current_price),
             "lastday_price": fmt_price(lastday_price),
             "change_today": fmt_ratio(change),
@@ -681,8 +706,12 @@ class SimAccount:
             A list of Alpaca ``Position`` dicts.
         """
         return [
-            self.positions[s].to_json(price_of(s), lastday_of(s)) for s in sorted(self.positions)
+            self.positions[s].to_json(price_of(s), lastday_of(s), self._day_open(s))
+            for s in sorted(self.positions)
         ]
+
+    def _day_open(self, symbol: str) -> tuple[Decimal, Fraction]:
+        return self.day_open.get(symbol, (ZERO, FZERO))
 
     def position_json(self, symbol: str, price_of: PriceOf, lastday_of: PriceOf) -> dict[str, Any]:
         """Render one position.
@@ -701,7 +730,7 @@ class SimAccount:
         pos = self.positions.get(symbol.upper())
         if pos is None:
             raise SimAPIError(404, 40410000, "position does not exist")
-        return pos.to_json(price_of(pos.symbol), lastday_of(pos.symbol))
+        return pos.to_json(price_of(pos.symbol), lastday_of(pos.symbol), self._day_open(pos.symbol))
 
     def get_order(self, order_id: str) -> SimOrder:
         """Look an order up by its id.

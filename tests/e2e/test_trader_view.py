@@ -339,3 +339,29 @@ def test_theme_follows_the_system_and_axe_finds_no_serious_violation(
     page.reload()
     page.get_by_test_id("username").wait_for()
     assert page.evaluate("document.documentElement.dataset.theme") == other
+
+
+def test_day_change_of_a_position_held_overnight_comes_from_the_server(
+    new_page: Any, trader_server: ServerProcess
+) -> None:
+    """A position opened before the last close shows the server's dayPnl, not "—".
+
+    The demo's simulator rolls only at the real NYSE close (the server has no setting for a
+    shorter day), so the overnight position is pushed through the hook with the fields the
+    server computes from the broker's lastday_price (tests/streaming/test_accounting_diff.py
+    checks those figures against a simulator roll). Without dayPnl the client cannot know the
+    day change of such a position and shows "—".
+    """
+    page = new_page()
+    login(page, trader_server.base_url)
+    user = me(page)["userId"]
+    overnight = {**position("OVNT", "40.00"), "openedAt": "2020-01-02T15:00:00.000000Z"}
+    held = {**overnight, "lastdayPrice": "185.125", "dayPnl": "48.75"}
+    assert trader_server.push_event(user, "position_update", held) == 202
+    PUSHED.append((trader_server, user, "OVNT"))
+    cell = page.locator("[data-testid=position-OVNT] [data-testid=day-change]")
+    expect(cell).to_contain_text("+$48.75", timeout=10_000)
+    # the same position from a server that does not send dayPnl: unknown, a dash
+    unknown = {**overnight, "updatedAt": "2099-01-01T00:00:00.500000Z"}
+    assert trader_server.push_event(user, "position_update", unknown) == 202
+    expect(cell).to_have_text("—", timeout=10_000)

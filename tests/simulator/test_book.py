@@ -1,3 +1,4 @@
+from datetime import date
 from decimal import Decimal
 
 import pytest
@@ -208,3 +209,33 @@ def test_formats() -> None:
     assert fmt_qty(Decimal("1E+1")) == "10"
     assert fmt_qty(Decimal("-0.50")) == "-0.5"
     assert fmt_qty(Decimal("0.00")) == "0"
+
+
+def test_intraday_pl_marks_shares_held_at_the_close_from_lastday_price() -> None:
+    """Alpaca's ``unrealized_intraday_pl``: held since the close from it, today's from cost."""
+    acct = SimAccount("k", "s", Decimal("100000"))
+    fill(acct, "buy", "10", "100")
+    # opened today: the day's P&L is all of its unrealized P&L, whatever the previous close
+    (j,) = acct.positions_json(lambda s: Decimal("104"), lambda s: Decimal("90"))
+    assert (j["unrealized_intraday_pl"], j["unrealized_pl"]) == ("40.00", "40.00")
+    assert Decimal(j["unrealized_intraday_plpc"]) == Decimal("0.04")
+    acct.roll_day(lambda s: Decimal("104"), date(2024, 5, 15))
+    # held since the close at 104, mark 101: 10 × (101 − 104); plpc = change_today
+    (j,) = acct.positions_json(lambda s: Decimal("101"), lambda s: Decimal("104"))
+    assert (j["unrealized_intraday_pl"], j["unrealized_pl"]) == ("-30.00", "10.00")
+    assert j["unrealized_intraday_plpc"] == j["change_today"] == "-0.0288461538"
+    # buy 5 @ 102 and sell 7 @ 103 (today's 5 first, then 2 held at the close): 8 left, all held
+    # at the close; then buy 4 @ 100 today: 8 × (101 − 104) + 4 × (101 − 100) = −20
+    fill(acct, "buy", "5", "102")
+    fill(acct, "sell", "7", "103")
+    fill(acct, "buy", "4", "100")
+    (j,) = acct.positions_json(lambda s: Decimal("101"), lambda s: Decimal("104"))
+    assert (j["qty"], j["unrealized_intraday_pl"]) == ("12", "-20.00")
+    assert j["unrealized_intraday_plpc"] == "-0.0162337662"  # −20 / (8 × 104 + 4 × 100)
+
+
+def test_intraday_pl_of_a_short_held_at_the_close() -> None:
+    acct = SimAccount("k", "s", Decimal("100000"))
+    acct.set_position("MSFT", Decimal("-6"), Decimal("55"))  # seeded: held at the close
+    (j,) = acct.positions_json(lambda s: Decimal("48"), lambda s: Decimal("50"))
+    assert (j["unrealized_intraday_pl"], j["unrealized_pl"]) == ("12.00", "42.00")

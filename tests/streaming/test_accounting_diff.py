@@ -12,6 +12,12 @@ every execution and every price the broker now marks at), three views must agree
   every streamed ``position_update``/``account_update``/``batch``;
 * an exact-fraction recomputation from the streamed ``trade_executed`` events (average entry,
   realized P&L since open and today, cash).
+
+Each position's day P&L (``dayPnl``) is checked three ways: against the recomputation
+(``Q × P − Q0 × lastday_price + the day's cash flow``, with ``Q0`` the broker's quantity at the
+roll); for a position with no execution since the roll, against the broker's own
+``unrealized_intraday_pl``; and summed over every symbol of the day (closed ones by their last
+update) against the broker's ``equity − last_equity`` (no cash moved in or out).
 """
 
 from __future__ import annotations
@@ -49,11 +55,14 @@ class Recomputed:
         self.avg: dict[str, Fraction] = {}
         self.realized: dict[str, Fraction] = {}  # since the position opened
         self.today: dict[str, Fraction] = {}
+        self.start: dict[str, Fraction] = {}  # quantity held at the last roll
+        self.cash_today: dict[str, Fraction] = {}  # cash each symbol's executions moved today
 
     def fill(self, trade: dict[str, Any]) -> None:
         symbol, price = trade["symbol"], Fraction(Decimal(trade["price"]))
         q = Fraction(Decimal(trade["qty"])) * (1 if trade["side"] == "buy" else -1)
         self.cash -= q * price
+        self.cash_today[symbol] = self.cash_today.get(symbol, Fraction(0)) - q * price
         old = self.qty.get(symbol, Fraction(0))
         avg = self.avg.get(symbol, Fraction(0))
         new = old + q
@@ -75,6 +84,15 @@ class Recomputed:
 
     def roll(self) -> None:
         self.today = {}
+        self.start = dict(self.qty)
+        self.cash_today = {}
+
+    def day_pnl(self, symbol: str, price: Decimal, lastday: Decimal) -> Fraction:
+        """``Q × P − Q0 × L + cash``: value now − value at the last roll + the day's cash."""
+        qty = self.qty.get(symbol, Fraction(0))
+        start = self.start.get(symbol, Fraction(0))
+        cash = self.cash_today.get(symbol, Fraction(0))
+        return qty * Fraction(price) - start * Fraction(lastday) + cash
 
 
 class Session:
@@ -101,6 +119,9 @@ class Session:
         self.recomputed = Recomputed(Decimal(100000))
         self.seen_trades = 0
         self.steps = 0
+        self.untouched_checked = 0  # positions compared with the broker's unrealized_intraday_pl
+        self.roll_at = 0  # index in published of the first publication after the last roll
+        self.closed_today: dict[str, dict[str, Any]] = {}
         self.broker_fills = 0  # executions the simulator published
         self.expected_fills = 0
         publish = sim._publish_trade_update
@@ -124,7 +145,9 @@ class Session:
     def streamed(self) -> tuple[dict[str, dict[str, Any]], dict[str, Any] | None]:
         positions: dict[str, dict[str, Any]] = {}
         account: dict[str, Any] | None = None
-        for pub in self.published:
+        # positions closed since the roll, by their closing update (their day P&L is final)
+        self.closed_today: dict[str, dict[str, Any]] = {}
+        for index, pub in enumerate(self.published):
             items: list[tuple[str, Any]] = []
             if pub.type == "batch":
                 items += [("position_update", p) for p in pub.data.get("positions", [])]
@@ -134,6 +157,9 @@ class Session:
                 items.append((pub.type, pub.data))
             for type_, data in items:
                 if type_ == "position_update":
+                    self.closed_today.pop(data["symbol"], None)
+                    if data["quantity"] == "0" and index >= self.roll_at:
+                        self.closed_today[data["symbol"]] = data
                     if data["quantity"] == "0":
                         positions.pop(data["symbol"], None)
                     else:
@@ -182,7 +208,8 @@ class Session:
         self.seen_trades = len(self.published)
         price = self.sim.price
         broker_account = self.account.account_json(price)
-        broker_positions = {p["symbol"]: p for p in self.account.positions_json(price, price)}
+        lastday = self.sim.lastday_price
+        broker_positions = {p["symbol"]: p for p in self.account.positions_json(price, lastday)}
         snap = self.service.current_view("1")
         rest_positions = {p["symbol"]: p for p in snap["positions"]}
         rest_account = snap["account"]
@@ -207,6 +234,12 @@ class Session:
             )
             today = self.recomputed.today.get(symbol, Fraction(0))
             assert ours["realizedPnlToday"] == fmt_money(_dec(today)), (where, symbol)
+            assert ours["lastdayPrice"] == theirs["lastday_price"], (where, symbol)
+            day_pnl = self.recomputed.day_pnl(symbol, self.sim.price(symbol), lastday(symbol))
+            assert ours["dayPnl"] == fmt_money(_dec(day_pnl)), (where, symbol)
+            if symbol not in self.recomputed.cash_today:  # no execution since the roll
+                assert ours["dayPnl"] == theirs["unrealized_intraday_pl"], (where, symbol)
+                self.untouched_checked += 1
         assert rest_account is not None
         assert rest_account["cash"] == broker_account["cash"], where
         assert rest_account["cash"] == fmt_money(_dec(self.recomputed.cash)), where
@@ -217,6 +250,11 @@ class Session:
         assert rest_account["dayPnl"] == fmt_money(day), where
         realized_today = sum(self.recomputed.today.values(), Fraction(0))
         assert rest_account["realizedPnlToday"] == fmt_money(_dec(realized_today)), where
+        # Σ day P&L of the day's symbols = equity − last_equity (exactly: every price here is
+        # whole cents and every quantity whole shares, so nothing was rounded on the wire)
+        shown = [p["dayPnl"] for p in rest_positions.values()]
+        shown += [p["dayPnl"] for p in self.closed_today.values()]
+        assert sum((Decimal(v) for v in shown), Decimal(0)) == day, (where, shown, day)
 
 
 async def wait_until(pred: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
@@ -314,12 +352,14 @@ def test_every_figure_matches_the_broker_and_the_fills_at_every_step(multiplier:
             def roll() -> None:
                 sim.roll_day()
                 session.recomputed.roll()
+                session.roll_at = len(session.published)
 
             await step(roll, 0)
             await step(order("AMZN", 5, "sell"), 1)
             await step(price("AMZN", "99.37"), 0)
             await step(order("IBM", 5, "buy"), 1)  # cover the flipped short
             assert session.steps == 26
+            assert session.untouched_checked >= 4  # positions held across the roll, untouched
             assert session.bridge.syncs >= 20  # REST syncs fired in between
         finally:
             await session.bridge.stop()

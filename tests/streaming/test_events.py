@@ -455,3 +455,19 @@ def test_encode_compact_unescaped():
         '"epoch":"E","data":{"message":"é/ü"}}'
     )
     assert ujson.loads(text) == msg
+
+
+def test_position_day_fields_are_optional_and_formatted():
+    """A pushed position may carry lastdayPrice (a price) and dayPnl (money), or omit them."""
+    clean = validate_event_data("position_update", position(lastdayPrice="185.1250", dayPnl="48.7"))
+    assert (clean["lastdayPrice"], clean["dayPnl"]) == ("185.125", "48.70")
+    for absent in ({}, {"lastdayPrice": None, "dayPnl": None}):
+        clean = validate_event_data("position_update", position(**absent))
+        assert "lastdayPrice" not in clean and "dayPnl" not in clean
+
+
+@pytest.mark.parametrize(
+    ("name", "value"), [("lastdayPrice", "yesterday"), ("dayPnl", "1e3"), ("dayPnl", 48.7)]
+)
+def test_position_day_fields_are_validated_when_present(name, value):
+    assert field_error("position_update", position(**{name: value})).field == f"data.{name}"

@@ -105,7 +105,7 @@ def synced_state(**account):
 _ids = itertools.count(1)
 
 
-def rest_position(symbol, qty, avg, current=None, side=None):
+def rest_position(symbol, qty, avg, current=None, side=None, lastday=...):
     side = side or ("short" if str(qty).startswith("-") else "long")
     return {
         "asset_id": "b0b6dd9d-8b9b-48a9-ba46-b9d54906e415",
@@ -122,7 +122,7 @@ def rest_position(symbol, qty, avg, current=None, side=None):
         "unrealized_pl": None,
         "unrealized_plpc": None,
         "current_price": current,
-        "lastday_price": current,
+        "lastday_price": current if lastday is ... else lastday,
         "change_today": "0",
     }
 
@@ -236,6 +236,8 @@ def test_fill_example_produces_the_four_changes_in_order_with_exact_values():
         "unrealizedPnlPercent": "0.00",
         "realizedPnl": "0.00",
         "realizedPnlToday": "0.00",
+        "lastdayPrice": None,  # opened by a fill before any sync told the previous close
+        "dayPnl": "0.00",  # all of it opened today: 10 × 187.32 − 1873.20
         "marketValue": "1873.20",
         "side": "long",
         "openedAt": FILL_ISO,
@@ -642,6 +644,8 @@ def test_sync_new_positions_then_unchanged_returns_nothing():
         "unrealizedPnlPercent": "1.43",  # 26.80 / 1873.20 * 100 = 1.4307
         "realizedPnl": "0.00",
         "realizedPnlToday": "0.00",
+        "lastdayPrice": "190.00",
+        "dayPnl": "0.00",  # held at the close: 10 × (190 − 190)
         "marketValue": "1900.00",
         "side": "long",
         "openedAt": SYNC_ISO,
@@ -750,7 +754,9 @@ def test_sync_after_fills_that_agree_with_the_broker_returns_nothing():
     state, _ = synced_state()
     state.apply_trade_update(copy.deepcopy(FILL_EXAMPLE))
     broker_account = {**ACCOUNT, "cash": "98126.8", "buying_power": "196253.6"}
-    assert state.sync(broker_account, [rest_position("AAPL", "10", "187.32", "187.32")]) == []
+    # (no lastday_price: a previous close told for the first time would be news on the wire)
+    listed = [rest_position("AAPL", "10", "187.32", "187.32", lastday=None)]
+    assert state.sync(broker_account, listed) == []
 
 
 def test_sync_resets_the_day_trading_buying_power_base():
@@ -1059,6 +1065,24 @@ def test_bad_price_raises_and_leaves_state_unchanged(symbol, price, at, field):
             None,
             r"positions\[0\]\.side",
         ),
+        (
+            ACCOUNT,
+            [rest_position("MSFT", "1", "300", "301", lastday="yesterday")],
+            None,
+            r"positions\[0\]\.lastday_price",
+        ),
+        (
+            ACCOUNT,
+            [rest_position("MSFT", "1", "300", "301", lastday="-1")],
+            None,
+            r"positions\[0\]\.lastday_price",
+        ),
+        (
+            ACCOUNT,
+            [rest_position("MSFT", "1", "300", "301", lastday="NaN")],
+            None,
+            r"positions\[0\]\.lastday_price",
+        ),
         (ACCOUNT, [{"qty": "1"}], None, r"positions\[0\]\.symbol"),
         (ACCOUNT, "AAPL", None, "positions"),
         (ACCOUNT, [], [order("Z", "new", "2024-05-14T14:00:00Z", id=None)], r"orders\[0\]\.id"),
@@ -1225,3 +1249,152 @@ def test_a_sync_without_last_equity_makes_day_pnl_unknown_not_zero():
     changes = state.sync({**broker, "cash": "99000", "multiplier": "1"}, [])
     acct = data(changes, "account_update")
     assert (acct["dayPnl"], acct["dayPnlPercent"]) == (None, None)
+
+
+# --------------------------------------------------------------------------------------------
+# Day P&L per position (docs/pnl.md, "Day P&L per position")
+# --------------------------------------------------------------------------------------------
+
+
+def day_account(day="2024-05-14", **extra):
+    return {**ACCOUNT, "multiplier": "1", "balance_asof": day, **extra}
+
+
+def test_sync_puts_the_previous_close_and_the_day_pnl_on_the_wire():
+    """Held at the close: dayPnl = Q × (P − lastday_price), a short gaining when it falls."""
+    state, _ = make_state()
+    changes = state.sync(
+        day_account(),
+        [
+            rest_position("AAPL", "10", "150", "190", lastday="185.125"),
+            rest_position("TSLA", "-5", "200", "190", lastday="195"),
+        ],
+    )
+    aapl, tsla = (d for t, d in changes if t == "position_update")
+    assert (aapl["lastdayPrice"], aapl["dayPnl"]) == ("185.125", "48.75")  # 10 × 4.875
+    assert (tsla["lastdayPrice"], tsla["dayPnl"]) == ("195.00", "25.00")  # −5 × (190 − 195)
+    # a tick moves the day P&L with the price; the close stays
+    tick = data(state.apply_price("AAPL", "186"), "position_update")
+    assert (tick["lastdayPrice"], tick["dayPnl"]) == ("185.125", "8.75")
+
+
+def test_day_pnl_is_null_without_a_previous_close_for_shares_held_at_it():
+    state, _ = make_state()
+    changes = state.sync(day_account(), [rest_position("AAPL", "10", "150", "190", lastday=None)])
+    pos = data(changes, "position_update")
+    assert (pos["lastdayPrice"], pos["dayPnl"]) == (None, None)
+    # "0" is no previous close either (unknown, not a close at 0)
+    changes = state.sync(day_account(), [rest_position("AAPL", "10", "150", "190", lastday="0")])
+    assert changes == []
+
+
+def test_the_previous_close_survives_fills_and_ticks_and_the_day_pnl_follows_them():
+    """Held 10 since the close at 110; sell 4 @ 120, buy 3 @ 115, mark 118.
+
+    dayPnl = Q × P − Q0 × L + cash = 9 × 118 − 10 × 110 + (480 − 345) = 97.00, the same as
+    (shares held at the close) 6 × (118 − 110) + 4 × (120 − 110) + (bought today) 3 × (118 − 115).
+    """
+    state, _ = make_state()
+    # last_equity = cash + 10 × 110: no other change since the close
+    broker = day_account(last_equity="101100")
+    state.sync(broker, [rest_position("AAPL", "10", "100", "110", lastday="110")])
+    sold = data(state.apply_trade_update(fill("sell", "4", "120")), "position_update")
+    assert (sold["lastdayPrice"], sold["dayPnl"]) == ("110.00", "100.00")  # 6×10 + 4×10 at 120
+    assert sold["realizedPnlToday"] == "80.00"  # average cost: 4 × (120 − 100), not the day's
+    state.apply_trade_update(fill("buy", "3", "115"))
+    pos = data(state.apply_price("AAPL", "118"), "position_update")
+    assert (pos["quantity"], pos["lastdayPrice"], pos["dayPnl"]) == ("9", "110.00", "97.00")
+    # with no cash movements the account's day P&L (equity − last_equity) is the symbols' sum
+    assert state.account()["dayPnl"] == "97.00"
+
+
+def test_a_position_opened_today_needs_no_previous_close():
+    """Bought today @ 100, 50 of 100 sold @ 104, mark 99: 50 × 4 + 50 × (99 − 100) = 150."""
+    state, _ = synced_state(multiplier="1")
+    state.apply_trade_update(fill("buy", "100", "100"))
+    state.apply_trade_update(fill("sell", "50", "104"))
+    pos = data(state.apply_price("AAPL", "99"), "position_update")
+    assert (pos["lastdayPrice"], pos["dayPnl"]) == (None, "150.00")
+
+
+def test_a_position_closed_today_carries_its_final_day_pnl_and_a_reopened_one_keeps_it():
+    """The day P&L is the symbol's: it outlives a position closed earlier today."""
+    state, _ = make_state()
+    state.sync(day_account(), [rest_position("AAPL", "10", "100", "110", lastday="108")])
+    closed = data(state.apply_trade_update(fill("sell", "10", "111")), "position_update")
+    assert (closed["quantity"], closed["dayPnl"]) == ("0", "30.00")  # 10 × (111 − 108)
+    reopened = data(state.apply_trade_update(fill("buy", "2", "112")), "position_update")
+    assert reopened["dayPnl"] == "30.00"  # + 2 × (112 − 112)
+    flipped = data(state.apply_trade_update(fill("sell", "5", "113")), "position_update")
+    # 30 + 2 × (113 − 112) on the long, the new short −3 @ 113 marked at 113: 32
+    assert (flipped["side"], flipped["quantity"], flipped["dayPnl"]) == ("short", "3", "32.00")
+
+
+def test_a_new_trading_day_replaces_the_previous_close_and_restarts_the_day_pnl():
+    state, clock = make_state()
+    state.sync(
+        day_account("2024-05-13"), [rest_position("AAPL", "10", "100", "110", lastday="108")]
+    )
+    state.apply_trade_update(fill("buy", "5", "112"))
+    assert position(state, "AAPL")["dayPnl"] == "40.00"  # 10 × (112 − 108) + 5 × 0
+    clock.now = SYNC_TIME + timedelta(hours=20)
+    changes = state.sync(
+        day_account("2024-05-14", cash="99440", last_equity="100680"),
+        [rest_position("AAPL", "15", "104", "112", lastday="112")],
+    )
+    pos = data(changes, "position_update")
+    assert (pos["lastdayPrice"], pos["dayPnl"]) == ("112.00", "0.00")  # all 15 held at 112
+    pos = data(state.apply_price("AAPL", "113"), "position_update")
+    assert pos["dayPnl"] == "15.00"
+
+
+def test_a_sync_without_lastday_price_keeps_the_one_known_today():
+    state, _ = make_state()
+    state.sync(day_account(), [rest_position("AAPL", "10", "100", "110", lastday="108")])
+    assert (
+        state.sync(day_account(), [rest_position("AAPL", "10", "100", "110", lastday=None)]) == []
+    )
+    assert position(state, "AAPL")["lastdayPrice"] == "108.00"
+
+
+def test_an_execution_the_sync_counted_moves_the_day_cash_once():
+    """Held 10 at the close (108). A buy of 5 @ 112 that a later sync already counts."""
+    state, _ = make_state()
+    state.sync(day_account(), [rest_position("AAPL", "10", "100", "112", lastday="108")])
+    buy = fill("buy", "5", "112", position_qty="15")
+    order = {**buy["order"], "status": "filled"}
+    state.sync(
+        day_account(cash="99440"),
+        [rest_position("AAPL", "15", "104", "112", lastday="108")],
+        [],
+        [order],
+    )
+    # the sync set 15 shares, 10 held at the close; until the buy's execution arrives (its
+    # price and cash) the day P&L is off: 15 × 112 − 10 × 108
+    assert position(state, "AAPL")["dayPnl"] == "600.00"
+    state.apply_trade_update(buy)
+    assert position(state, "AAPL")["dayPnl"] == "40.00"  # 10 × 4 + 5 × 0
+
+
+def test_an_execution_the_first_sync_already_held_is_todays():
+    """First sight of the symbol at a sync that counted a buy whose event comes after it."""
+    state, _ = make_state()
+    buy = fill("buy", "5", "112", position_qty="15")
+    order = {**buy["order"], "status": "filled"}
+    listed = [rest_position("AAPL", "15", "104", "112", lastday="108")]
+    state.sync(day_account(), listed, [], [order])
+    assert position(state, "AAPL")["dayPnl"] == "60.00"  # 15 × (112 − 108) until it arrives
+    state.apply_trade_update(buy)
+    assert position(state, "AAPL")["dayPnl"] == "40.00"  # 10 × (112 − 108) + 5 × 0
+
+
+def test_an_execution_the_day_starting_sync_already_held_is_the_previous_days():
+    state, clock = make_state()
+    state.sync(day_account("2024-05-13"), [rest_position("AAPL", "10", "100", "112")])
+    buy = fill("buy", "5", "112", position_qty="15")
+    order = {**buy["order"], "status": "filled"}
+    clock.now = SYNC_TIME + timedelta(hours=20)
+    listed = [rest_position("AAPL", "15", "104", "112", lastday="108")]
+    state.sync(day_account("2024-05-14"), listed, [], [order])
+    state.apply_trade_update(buy)
+    assert position(state, "AAPL")["dayPnl"] == "60.00"  # all 15 held at the close (108)

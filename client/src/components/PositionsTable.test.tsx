@@ -51,6 +51,26 @@ describe('PositionsTable', () => {
     const msft = screen.getByTestId('position-MSFT');
     expect(within(msft).getByTestId('realized-pnl').textContent).toBe('—');
   });
+
+  it("shows the server's day change for positions held overnight, and a dash when it is unknown", () => {
+    const overnight = '2020-01-02T15:00:00.000000Z';
+    render(
+      <PositionsTable
+        positions={[
+          { ...positions[0]!, openedAt: overnight, lastdayPrice: '185.125', dayPnl: '48.75' },
+          { ...positions[1]!, openedAt: overnight, lastdayPrice: null, dayPnl: null },
+        ]}
+        loading={false}
+        fetchedAt={null}
+        equity="100000.00"
+      />,
+    );
+    const [first, second] = [positions[0]!.symbol, positions[1]!.symbol];
+    expect(within(screen.getByTestId(`position-${first}`)).getByTestId('day-change').textContent).toContain('+$48.75');
+    expect(within(screen.getByTestId(`position-${second}`)).getByTestId('day-change').textContent).toBe('—');
+    // not every row's day change is known: no total
+    expect(screen.getByTestId('total-day-change').textContent).toBe('—');
+  });
 });
 
 describe('AccountSummary', () => {

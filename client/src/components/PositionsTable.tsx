@@ -111,7 +111,7 @@ export function PositionsTable({ positions, loading, fetchedAt, equity, prices, 
         sortingFn: decimalSort,
         meta: { num: true },
         cell: (c) => (
-          <span title={c.getValue() == null ? 'Held since before the last close, or no realized figure from the server' : undefined}>
+          <span title={c.getValue() == null ? 'Unknown: held since before the last close, whose price the server does not have yet' : undefined}>
             {money(c.getValue(), 'day-change')}
           </span>
         ),

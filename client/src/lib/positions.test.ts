@@ -92,4 +92,24 @@ describe('day change per position', () => {
     );
     expect(positionTotals(rows, '1000').dayChange).toBe('3.75');
   });
+
+  it("uses the server's dayPnl when the event carries it, for a position held overnight too", () => {
+    const now = utc(2026, 11, 1, 18, 0);
+    const overnight = '2026-11-30T15:00:00Z';
+    // held since before the last close: the client alone cannot know it, the server can
+    expect(positionDayChange(position('A', { openedAt: overnight, lastdayPrice: '185.125', dayPnl: '48.75' }), now)).toBe('48.75');
+    expect(positionDayChange(position('A', { openedAt: overnight, dayPnl: '-12.5' }), now)).toBe('-12.50');
+    // the server's figure wins over the client's own for a position opened today
+    const today = '2026-12-01T15:00:00.000000Z';
+    expect(positionDayChange(position('A', { openedAt: today, unrealizedPnl: '73.20', realizedPnlToday: '0', dayPnl: '70.00' }), now)).toBe('70.00');
+    // null from the server is "unknown" (previous close not known yet): no guess from the client
+    expect(positionDayChange(position('A', { openedAt: today, unrealizedPnl: '73.20', realizedPnlToday: '0', dayPnl: null }), now)).toBeNull();
+    const rows = positionRows(
+      [position('A', { openedAt: overnight, dayPnl: '48.75' }), position('B', { openedAt: today, unrealizedPnl: '2.50', realizedPnlToday: '0.25' })],
+      '1000',
+      now,
+    );
+    expect(rows.map((r) => r.dayChange)).toEqual(['48.75', '2.75']);
+    expect(positionTotals(rows, '1000').dayChange).toBe('51.50');
+  });
 });

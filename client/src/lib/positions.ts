@@ -119,12 +119,15 @@ export function lastCloseBefore(nowMs: number): number {
 }
 
 /**
- * A position's P&L today, when it can be known without the previous close: for a position opened
- * since the last close, all its unrealized P&L is today's, plus what it realized today
- * (`realizedPnlToday`, else `realizedPnl`). Null for an older position or when the server sends no
- * realized figure (it could hide a partial close).
+ * A position's P&L today. The server's `dayPnl` when the event carries the field (computed exactly
+ * from the broker's previous close, docs/pnl.md; null there means unknown and stays unknown).
+ * Without it (an older server, a hook event) only what can be known without the previous close:
+ * for a position opened since the last close, all its unrealized P&L is today's, plus what it
+ * realized today (`realizedPnlToday`, else `realizedPnl`). Null for an older position or when the
+ * server sends no realized figure (it could hide a partial close).
  */
 export function positionDayChange(p: PositionUpdate, nowMs: number): string | null {
+  if (p.dayPnl !== undefined) return p.dayPnl === null ? null : roundDecimal(p.dayPnl, 2);
   const opened = p.openedAt ? Date.parse(p.openedAt) : NaN;
   if (Number.isNaN(opened) || opened < lastCloseBefore(nowMs)) return null;
   const realized = p.realizedPnlToday ?? p.realizedPnl;

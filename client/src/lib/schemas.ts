@@ -27,6 +27,11 @@ export const positionSchema = z.object({
   realizedPnl: decimal.nullish(),
   /** realized P&L of the position today (USD, 2 dp) */
   realizedPnlToday: decimal.nullish(),
+  // Added for issue 11's day change: optional, absent from older servers and hook events.
+  /** the symbol's previous close, the broker's lastday_price (USD per share); null: unknown */
+  lastdayPrice: decimal.nullish(),
+  /** the symbol's P&L since the broker's last close (USD, 2 dp); null: unknown (docs/pnl.md) */
+  dayPnl: decimal.nullish(),
 });
 export type PositionUpdate = z.infer<typeof positionSchema>;
 
