@@ -54,7 +54,9 @@ class PortfolioReader(Protocol):
         """Return the trader's whole view in wire shape, pushed state laid over the broker's.
 
         Returns:
-            ``{"positions", "orders" (all remembered, newest first), "account", "trades"}``.
+            ``{"positions", "orders" (all remembered, newest first), "account", "trades"}``,
+            plus ``"status"`` (``{"code", "message", "stale"}``) while the trader's broker feed
+            is stale.
         """
         ...
 
@@ -114,7 +116,7 @@ class StreamManager:
         self.broker = broker
         self.hub = Hub(max_connections_per_user)
         self.metrics = publisher.metrics if publisher is not None else Metrics()
-        #: Where this process's own events go (the stale status at subscribe; the hook's).
+        #: Where this process's own events go (the stale status at subscribe).
         self.publisher = publisher or Publisher(
             broker,
             metrics=self.metrics,
@@ -431,7 +433,7 @@ class StreamManager:
             return last
         full = await self._source.view(client.user_id)
         await self.control(client, EventType.SNAPSHOT, _filter_snapshot(sub, full), (seq, epoch))
-        status = self.publisher.current_status
+        status = full.get("status")  # the broker feed's, while it is stale
         if status is not None and status["stale"] and full.get("account") is not None:
             # A trader arriving while the broker feed is stale learns it at once, as a stream
             # event (seq after the snapshot's), so clients that drop seq <= lastSeq keep it.

@@ -29,7 +29,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from tornado.ioloop import PeriodicCallback
@@ -90,8 +90,6 @@ class Publisher:
         self.outbox_max_events = outbox_max_events
         self.outbox_dropped = 0
         self.engine_down_since: float | None = None
-        #: The last ``status`` broadcast (``{"code", "message", "stale"}``), None before any.
-        self.current_status: dict[str, Any] | None = None
         self._state = state
         self._clock = clock
         self._outbox: deque[Outgoing] = deque()
@@ -166,22 +164,6 @@ class Publisher:
         out = self.batcher.drain()
         if out:
             self._enqueue(out)
-
-    def broadcast_status(
-        self, code: str, message: str, *, stale: bool, users: Iterable[str]
-    ) -> None:
-        """Publish a ``status`` event to these users and remember it as the current status.
-
-        Args:
-            code: ``broker_stale`` or ``broker_ok``.
-            message: human-readable explanation.
-            stale: whether data may be stale from now on.
-            users: the userIds to tell (e.g. the traders whose broker feed this is).
-        """
-        data = {"code": code, "message": message, "stale": stale}
-        self.current_status = data
-        for user_id in users:
-            self.emit(user_id, EventType.STATUS, data)
 
     def forget(self, user_id: str) -> None:
         """Drop what is kept to read ``user_id``'s view (their account moved elsewhere)."""

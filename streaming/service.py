@@ -23,6 +23,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from streaming.events import EventType
 from streaming.portfolio import PortfolioState
 from streaming.publisher import Publisher
 from streaming.pushed import PushedState
@@ -55,7 +56,8 @@ class PortfolioService:
         self._symbols: set[str] = set()
         self.symbols_listener: Callable[[set[str]], None] | None = None
         self.last_message_at = clock()
-        self.stale = False
+        #: The last feed status told to the traders (``{"code", "message", "stale"}``).
+        self._status: dict[str, Any] | None = None
         self.rejected_updates = 0
         self._fills: dict[str, int] = {}
         #: State carried by events other services pushed (hook, ingest): see streaming/pushed.py.
@@ -98,10 +100,7 @@ class PortfolioService:
         self.last_message_at = now
         self.publisher.metrics.broker_last_message.set(time.time())
         if self.stale:
-            self.stale = False
-            self.publisher.broadcast_status(
-                "broker_ok", "Live data restored", stale=False, users=list(self._states)
-            )
+            self.broadcast_status("broker_ok", "Live data restored", stale=False)
         return now
 
     def on_trade_update(self, user_id: str, update: Mapping[str, Any]) -> None:
@@ -198,15 +197,32 @@ class PortfolioService:
         if self.stale or not self._states:
             return
         if self._clock() - self.last_message_at >= self.stale_after_s:
-            self.stale = True
             silent = int(self._clock() - self.last_message_at)
             log.warning("no broker message for %d s: telling clients data may be stale", silent)
-            self.publisher.broadcast_status(
-                "broker_stale",
-                f"No broker data for {silent} s; prices may be stale",
-                stale=True,
-                users=list(self._states),
+            self.broadcast_status(
+                "broker_stale", f"No broker data for {silent} s; prices may be stale", stale=True
             )
+
+    @property
+    def stale(self) -> bool:
+        """True while clients are told the broker feed may be stale."""
+        return self._status is not None and bool(self._status["stale"])
+
+    def broadcast_status(self, code: str, message: str, *, stale: bool) -> None:
+        """Tell every trader of this feed about it with a ``status`` stream event.
+
+        The status is also part of each trader's view (``"status"``, while stale), so a trader
+        subscribing later, on any web process, is told at once.
+
+        Args:
+            code: ``broker_stale`` or ``broker_ok``.
+            message: human-readable explanation.
+            stale: whether data may be stale from now on.
+        """
+        self._status = {"code": code, "message": message, "stale": stale}
+        for user_id in self._states:
+            view = functools.partial(self.current_view, user_id)
+            self.publisher.emit(user_id, EventType.STATUS, self._status, view=view)
 
     # -- reads ----------------------------------------------------------------------------------
     def current_view(self, user_id: str) -> dict[str, Any]:
@@ -216,6 +232,7 @@ class PortfolioService:
             "orders": self.orders(user_id),
             "account": self.account(user_id),
             "trades": self.trades(user_id),
+            "status": self._status if self.stale else None,
         }
 
     async def view(self, user_id: str) -> dict[str, Any]:

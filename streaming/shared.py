@@ -179,6 +179,7 @@ class RedisViews:
             "orders": pushed.orders(broker.get("orders", [])),
             "account": pushed.account(broker.get("account")),
             "trades": broker.get("trades", []),
+            "status": broker.get("status"),
         }
 
     async def keep_pushed(self, user_id: str, type_: str, data: Mapping[str, Any]) -> None:

@@ -329,11 +329,10 @@ def test_broadcast_status_flushes_held_updates_first():
         manager.publisher.emit(
             "1", "position_update", POS_AAPL, at=1.0
         )  # held; status flushes it first
-        manager.publisher.broadcast_status(
-            "broker_stale", "no data for 30 s", stale=True, users=manager.hub.users()
-        )
-        await manager.wait_idle()
         status = {"code": "broker_stale", "message": "no data for 30 s", "stale": True}
+        for user_id in manager.hub.users():
+            manager.publisher.emit(user_id, "status", status)
+        await manager.wait_idle()
         assert [(m["type"], m["seq"], m["data"]) for m in a.messages] == [("status", 2, status)]
         assert [(m["type"], m["seq"], m["data"]) for m in b.messages] == [("status", 1, status)]
         assert await broker.position("3") == (0, EPOCH)
@@ -876,31 +875,16 @@ STALE = {"code": "broker_stale", "message": "no data for 30 s", "stale": True}
 OK = {"code": "broker_ok", "message": "live", "stale": False}
 
 
-def test_broadcast_status_only_to_listed_users():
-    async def main() -> None:
-        manager, broker, _ = make()
-        a, b = FakeClient("1", channels=ALL), FakeClient("2", sid="s2", channels=ALL)
-        manager.connect(a)
-        manager.connect(b)
-        manager.publisher.broadcast_status(
-            "broker_stale", "no data for 30 s", stale=True, users=["2", "9"]
-        )
-        await manager.wait_idle()
-        assert a.messages == []
-        assert [(m["type"], m["seq"], m["data"]) for m in b.messages] == [("status", 1, STALE)]
-        assert manager.publisher.current_status == STALE
-        # listed but not connected here: published all the same (another process may serve it)
-        assert await broker.position("9") == (1, EPOCH)
+class StaleSource(FakeSource):
+    """The view of a trader whose broker feed is stale (PortfolioService.current_view)."""
 
-    run(main)
+    async def view(self, user_id: str) -> dict[str, Any]:
+        return {**await super().view(user_id), "status": STALE}
 
 
 def test_late_subscriber_told_feed_is_stale_after_snapshot():
     async def main() -> None:
-        manager, _, _ = make(source=FakeSource())
-        manager.publisher.broadcast_status(
-            "broker_stale", "no data for 30 s", stale=True, users=manager.hub.users()
-        )
+        manager, _, _ = make(source=StaleSource())
         client = FakeClient()
         manager.connect(client)
         await manager.handle(client, sub_msg(frozenset({Channel.ORDERS})))
@@ -915,10 +899,7 @@ def test_late_subscriber_status_has_a_seq_after_the_snapshot():
     """Protocol: a snapshot with seq N is the state after event N; the next event is N+1."""
 
     async def main() -> None:
-        manager, _, _ = make(source=FakeSource())
-        manager.publisher.broadcast_status(
-            "broker_stale", "no data for 30 s", stale=True, users=manager.hub.users()
-        )
+        manager, _, _ = make(source=StaleSource())
         client = FakeClient()
         manager.connect(client)
         await manager.handle(client, sub_msg())
@@ -930,23 +911,24 @@ def test_late_subscriber_status_has_a_seq_after_the_snapshot():
     run(main)
 
 
-class NoAccountSource(FakeSource):
+class NoAccountSource(StaleSource):
     async def view(self, user_id: str) -> dict[str, Any]:
         return {**await super().view(user_id), "account": None}
 
 
+class OkSource(FakeSource):
+    async def view(self, user_id: str) -> dict[str, Any]:
+        return {**await super().view(user_id), "status": OK}
+
+
 @pytest.mark.parametrize(
     ("status", "source"),
-    [(None, FakeSource()), (OK, FakeSource()), (STALE, NoAccountSource())],
+    [(None, FakeSource()), (OK, OkSource()), (STALE, NoAccountSource())],
     ids=["no-status-yet", "feed-ok", "no-broker-account"],
 )
 def test_late_subscriber_not_told_when_not_stale_or_no_account(status, source):
     async def main() -> None:
         manager, _, _ = make(source=source)
-        if status is not None:
-            manager.publisher.broadcast_status(
-                status["code"], status["message"], stale=status["stale"], users=[]
-            )
         client = FakeClient()
         manager.connect(client)
         await manager.handle(client, sub_msg())
