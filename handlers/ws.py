@@ -49,10 +49,9 @@ from streaming.auth import COOKIE_NAME
 from streaming.closecodes import CloseCode
 from streaming.events import EventType
 from streaming.frames import PreparedMessage
-from streaming.hub import Sent
 from streaming.protocol import ProtocolError, parse_client_message
 from streaming.ratelimit import TokenBucket, retry_after_header
-from streaming.subscription import Subscription
+from streaming.session import Sent, Session
 
 __all__ = ["PortfolioSocket", "MAX_BUFFERED_BYTES"]
 
@@ -78,14 +77,14 @@ _conn_ids = itertools.count(1)
 
 
 class PortfolioSocket(WebSocketHandler):
-    """One trader connection; implements :class:`streaming.hub.Client` for the hub."""
+    """One trader connection: the :class:`~streaming.session.Transport` of its session.
 
-    user_id: str
-    sid: str
-    subscription: Subscription
-    last_seen: float = 0.0
-    last_ping: float = 0.0
-    expires_at: float = 0.0
+    The connection's state (user, subscription, heartbeat times, slot) is its
+    :class:`~streaming.session.Session`, which the manager and the hub hold; this handler
+    authorises, parses frames and writes them.
+    """
+
+    session: Session
 
     @property
     def ctx(self) -> Context:
@@ -131,11 +130,13 @@ class PortfolioSocket(WebSocketHandler):
             self.set_header("Content-Type", "application/json; charset=utf-8")
             self.finish('{"error": {"code": "unauthorized", "message": "login required"}}')
             return
-        self.user_id = auth.user.user_id
-        self.conn_id = f"c{next(_conn_ids)}"
-        self.sid = auth.sid
-        self.expires_at = auth.expires_at
-        self.subscription = Subscription()
+        self.session = Session(
+            self,
+            auth.user.user_id,
+            auth.sid,
+            expires_at=auth.expires_at,
+            conn_id=f"c{next(_conn_ids)}",
+        )
         self._registered = False
         await super().get(*args, **kwargs)
 
@@ -164,15 +165,15 @@ class PortfolioSocket(WebSocketHandler):
         """Register with the manager, or refuse a connection over the per-user limit."""
         self.set_nodelay(True)
         self._opened_at = time.monotonic()
-        manager = self.ctx.manager
-        if not await manager.admit(self):
+        manager, session = self.ctx.manager, self.session
+        if not await manager.admit(session):
             log.info(
                 "user %s refused: maximum connections exceeded",
-                self.user_id,
-                extra={"userId": self.user_id, "connId": self.conn_id},
+                session.user_id,
+                extra={"userId": session.user_id, "connId": session.conn_id},
             )
             await manager.control(
-                self,
+                session,
                 EventType.ERROR,
                 {"code": "max_connections", "message": "Maximum connections exceeded"},
             )
@@ -192,7 +193,7 @@ class PortfolioSocket(WebSocketHandler):
             self._rate_warned = False
             return False
         if self._rate_warned:
-            log.info("user %s closed: message rate limit exceeded", self.user_id)
+            log.info("user %s closed: message rate limit exceeded", self.session.user_id)
             self.close(CloseCode.POLICY_VIOLATION, "Rate limit exceeded")
         else:
             self._rate_warned = True
@@ -214,33 +215,33 @@ class PortfolioSocket(WebSocketHandler):
         """Parse one frame (the only place) and hand it to the manager."""
         if not self._registered:
             return
-        manager = self.ctx.manager
-        manager.seen(self)
+        manager, session = self.ctx.manager, self.session
+        manager.seen(session)
         if self._over_rate():
             if not self.ws_connection or self.ws_connection.is_closing():
                 return
-            await manager.error(self, "rate_limited", "too many messages: slow down")
+            await manager.error(session, "rate_limited", "too many messages: slow down")
             return
         try:
             msg = parse_client_message(message)
         except ProtocolError as exc:
-            await manager.error(self, exc.code, exc.message)
+            await manager.error(session, exc.code, exc.message)
             return
         replay = msg.type == "subscribe" and msg.last_seq is not None
         if replay and (self._replay_in_flight() or not self._replays.take()):
             await manager.error(
-                self, "replay_in_progress", "the previous replay is still being sent"
+                session, "replay_in_progress", "the previous replay is still being sent"
             )
             return
         try:
-            await manager.handle(self, msg)
+            await manager.handle(session, msg)
             if replay:
                 self._mark_replay_written()
         except Exception:
             log.exception(
                 "error handling a message from user %s",
-                self.user_id,
-                extra={"userId": self.user_id, "connId": self.conn_id},
+                session.user_id,
+                extra={"userId": session.user_id, "connId": session.conn_id},
             )
             self.close(CloseCode.INTERNAL_ERROR, "Internal error")
 
@@ -251,12 +252,12 @@ class PortfolioSocket(WebSocketHandler):
     def on_pong(self, data: bytes) -> None:
         """A pong counts as life (heartbeat)."""
         if self._registered:
-            self.ctx.manager.seen(self)
+            self.ctx.manager.seen(self.session)
 
     def on_ping(self, data: bytes) -> None:
         """A client ping counts as life too."""
         if self._registered:
-            self.ctx.manager.seen(self)
+            self.ctx.manager.seen(self.session)
 
     def close(self, code: int | None = None, reason: str | None = None) -> None:
         """Close with ``code`` (remembered for the disconnect metrics), RFC 6455 §7.1.2."""
@@ -269,28 +270,29 @@ class PortfolioSocket(WebSocketHandler):
         """Free the connection's slot and log the close once: code, reason, user, duration."""
         server_code = getattr(self, "_server_close_code", None)
         code = server_code or self.close_code
+        session = self.session
         if self._registered:
-            self.ctx.manager.disconnect(self, code)
+            self.ctx.manager.disconnect(session, code)
         reason = getattr(self, "_server_close_reason", None) or self.close_reason or ""
         duration = time.monotonic() - getattr(self, "_opened_at", time.monotonic())
         log.info(
             "socket %s of user %s closed by the %s: %s %s after %.1f s",
-            self.conn_id,
-            self.user_id,
+            session.conn_id,
+            session.user_id,
             "server" if server_code else "client",
             code if code is not None else "(no code)",
             reason or "(no reason)",
             duration,
             extra={
-                "userId": self.user_id,
-                "connId": self.conn_id,
+                "userId": session.user_id,
+                "connId": session.conn_id,
                 "code": code,
                 "reason": reason,
                 "durationS": round(duration, 3),
             },
         )
 
-    # -- streaming.hub.Client -------------------------------------------------------------------
+    # -- streaming.session.Transport --------------------------------------------------------------
     def send(self, message: PreparedMessage) -> Sent:
         """Write the prepared frame; never closes (the manager does, see :class:`Sent`)."""
         conn = self.ws_connection

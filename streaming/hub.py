@@ -9,70 +9,25 @@ it. Delivery never closes or unregisters anything while it iterates: connections
 keep up are returned, and the caller closes them (4002) after the loop, so every other tab of the
 user still gets the event.
 
-The hub is socket-free: it talks to connections through the :class:`Client` protocol, which the
-Tornado handler implements and tests can fake.
+The hub is socket-free: it holds :class:`~streaming.session.Session` s, which reach their socket
+through the three-method :class:`~streaming.session.Transport` the Tornado handler implements.
+It is the only place a connection is removed.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from enum import IntEnum
-from typing import Protocol
 
 from streaming.broker import Publication
 from streaming.events import encode
 from streaming.frames import PreparedMessage
-from streaming.subscription import Subscription, filter_data
+from streaming.session import Sent, Session
+from streaming.subscription import filter_data
 
-__all__ = ["Client", "Hub", "Sent"]
+__all__ = ["Hub", "Sent"]
 
 log = logging.getLogger(__name__)
-
-
-class Sent(IntEnum):
-    """What became of one :meth:`Client.send`."""
-
-    #: Queued on the socket.
-    OK = 0
-    #: The connection is closed or closing; nothing to do.
-    CLOSED = 1
-    #: More than ``MAX_BUFFERED_BYTES`` wait unsent (the client stopped reading): not queued;
-    #: the caller closes the connection with 4002 once it is done iterating.
-    OVERLOADED = 2
-
-
-class Client(Protocol):
-    """What the hub needs of one WebSocket connection.
-
-    Attributes:
-        user_id: the authenticated user's wire userId.
-        sid: the session id the connection was opened with.
-        subscription: what the connection subscribed to.
-        last_seen: monotonic seconds of the last frame received (heartbeat accounting).
-        last_ping: monotonic seconds of the last ping sent.
-        expires_at: unix seconds when the session expires (0: never); the heartbeat closes
-            the connection with 4001 then.
-    """
-
-    user_id: str
-    sid: str
-    subscription: Subscription
-    last_seen: float
-    last_ping: float
-    expires_at: float
-
-    def send(self, message: PreparedMessage) -> Sent:
-        """Queue the message for the socket, without closing anything (see :class:`Sent`)."""
-        ...
-
-    def ping(self) -> None:
-        """Send a WebSocket ping frame (RFC 6455 §5.5.2)."""
-        ...
-
-    def close(self, code: int, reason: str) -> None:
-        """Close with a close code from :class:`streaming.closecodes.CloseCode`."""
-        ...
 
 
 class Hub:
@@ -84,11 +39,11 @@ class Hub:
 
     def __init__(self, max_per_user: int) -> None:
         self.max_per_user = max_per_user
-        self._by_user: dict[str, set[Client]] = {}
-        self._by_session: dict[str, set[Client]] = {}
+        self._by_user: dict[str, set[Session]] = {}
+        self._by_session: dict[str, set[Session]] = {}
         self.delivered = 0
 
-    def add(self, client: Client) -> bool:
+    def add(self, client: Session) -> bool:
         """Register ``client``; return False (and register nothing) if its user is at the limit."""
         conns = self._by_user.setdefault(client.user_id, set())
         if len(conns) >= self.max_per_user:
@@ -99,7 +54,7 @@ class Hub:
         self._by_session.setdefault(client.sid, set()).add(client)
         return True
 
-    def remove(self, client: Client) -> None:
+    def remove(self, client: Session) -> None:
         """Unregister ``client`` (idempotent), freeing its slot."""
         for index, key in ((self._by_user, client.user_id), (self._by_session, client.sid)):
             conns = index.get(key)
@@ -112,11 +67,11 @@ class Hub:
         """True when ``user_id`` has at least one live connection here."""
         return user_id in self._by_user
 
-    def connections(self, user_id: str) -> set[Client]:
+    def connections(self, user_id: str) -> set[Session]:
         """Return a copy of ``user_id``'s live connections."""
         return set(self._by_user.get(user_id, ()))
 
-    def all(self) -> list[Client]:
+    def all(self) -> list[Session]:
         """Return every live connection."""
         return [c for conns in self._by_user.values() for c in conns]
 
@@ -128,7 +83,7 @@ class Hub:
         """Return the number of live connections."""
         return sum(len(c) for c in self._by_user.values())
 
-    def deliver(self, pub: Publication) -> tuple[int, list[Client]]:
+    def deliver(self, pub: Publication) -> tuple[int, list[Session]]:
         """Send ``pub`` to each of its user's connections that subscribed to it.
 
         Each distinct filtered payload becomes one :class:`PreparedMessage` (encoded,
@@ -141,7 +96,7 @@ class Hub:
             with 4002 now that the loop is over.
         """
         sent = 0
-        overloaded: list[Client] = []
+        overloaded: list[Session] = []
         # Keyed by id(); the data object is kept alive next to its message so an id is never
         # reused by another connection's freshly filtered batch within this loop.
         prepared: dict[int, tuple[object, PreparedMessage]] = {}
@@ -175,7 +130,7 @@ class Hub:
             client.close(code, reason)
         return len(conns)
 
-    def close_all(self, code: int, reason: str, clients: Iterable[Client] | None = None) -> None:
+    def close_all(self, code: int, reason: str, clients: Iterable[Session] | None = None) -> None:
         """Close ``clients`` (default: every connection) with ``code``."""
         for client in list(clients if clients is not None else self.all()):
             client.close(code, reason)

@@ -33,13 +33,14 @@ from streaming.broker import Broker, Publication
 from streaming.closecodes import CloseCode
 from streaming.events import Channel, EventType, encode, envelope
 from streaming.frames import PreparedMessage
-from streaming.hub import Client, Hub, Sent
+from streaming.hub import Hub, Sent
 from streaming.looplag import LoopLagMonitor
 from streaming.metrics import Metrics
 from streaming.pacing import TimeSlicer
 from streaming.portfolio import CLOSED_ORDER_STATUSES
 from streaming.protocol import ClientMessage
 from streaming.publisher import Publisher
+from streaming.session import Session
 from streaming.subscription import Subscription, filter_data
 
 __all__ = ["StreamManager", "PortfolioReader"]
@@ -131,13 +132,8 @@ class StreamManager:
         self._clock = clock
         self._wall_clock = wall_clock
         self._timers: list[PeriodicCallback] = []
-        self._opened_at: dict[int, float] = {}
-        #: id(client) → its deployment-wide connection slot (:meth:`admit`).
-        self._slots: dict[int, str] = {}
         self._process_id = secrets.token_hex(6)
         self._slot_counter = itertools.count(1)
-        #: id(client) → monotonic time of its oldest ping not answered yet (heartbeat).
-        self._ping_unanswered: dict[int, float] = {}
         broker.set_handler(self._on_publication)
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -182,23 +178,23 @@ class StreamManager:
         if sent and pub.emitted_at:
             self.metrics.observe_latency(max(0.0, self._clock() - pub.emitted_at))
 
-    def _send(self, client: Client, message: PreparedMessage) -> None:
+    def _send(self, client: Session, message: PreparedMessage) -> None:
         """Send one message to one connection, closing it with 4002 if it stopped reading."""
         if client.send(message) is Sent.OVERLOADED:
             self._close_slow(client)
 
-    def _close_slow(self, client: Client) -> None:
+    def _close_slow(self, client: Session) -> None:
         log.warning(
             "user %s is not reading: closing with 4002",
             client.user_id,
-            extra={"userId": client.user_id, "connId": getattr(client, "conn_id", None)},
+            extra={"userId": client.user_id, "connId": client.conn_id},
         )
         client.close(CloseCode.SLOW_CONSUMER, "Too slow: reconnect and take a snapshot")
         # It will not read our close frame either: free its slot now.
         self.disconnect(client, CloseCode.SLOW_CONSUMER)
 
     # -- connections --------------------------------------------------------------------------
-    async def admit(self, client: Client) -> bool:
+    async def admit(self, client: Session) -> bool:
         """Take a deployment-wide slot for ``client`` (REQ-3 across processes), then connect.
 
         Returns:
@@ -212,26 +208,25 @@ class StreamManager:
         if not self.connect(client):
             self.broker.release_slot(client.user_id, slot)
             return False
-        self._slots[id(client)] = slot
+        client.slot = slot
         return True
 
-    def connect(self, client: Client) -> bool:
+    def connect(self, client: Session) -> bool:
         """Register a new connection; False when its user already has the maximum (REQ-3)."""
         if not self.hub.add(client):
             self.metrics.rejects.labels(reason="max_connections").inc()
             return False
         now = self._clock()
-        client.last_seen = client.last_ping = now
-        self._opened_at[id(client)] = now
+        client.last_seen = client.last_ping = client.opened_at = now
         self.metrics.connects.inc()
         self.metrics.connections.set(self.hub.count())
         return True
 
-    def disconnect(self, client: Client, code: int | None) -> None:
+    def disconnect(self, client: Session, code: int | None) -> None:
         """Unregister a closed connection and record why it closed (idempotent)."""
-        opened = self._opened_at.pop(id(client), None)
-        self._ping_unanswered.pop(id(client), None)
-        slot = self._slots.pop(id(client), None)
+        opened, client.opened_at = client.opened_at, None
+        client.ping_unanswered = None
+        slot, client.slot = client.slot, None
         if slot is not None:
             self.broker.release_slot(client.user_id, slot)
         if opened is None:
@@ -243,7 +238,7 @@ class StreamManager:
         self.metrics.observe_disconnect(code)
         self.metrics.connections.set(self.hub.count())
 
-    def seen(self, client: Client) -> None:
+    def seen(self, client: Session) -> None:
         """Record that a frame (message or pong) arrived from ``client``."""
         client.last_seen = self._clock()
 
@@ -267,27 +262,25 @@ class StreamManager:
         now, wall = self._clock(), self._wall_clock()
         slicer = TimeSlicer()
         for client in self.hub.all():
-            if id(client) in self._opened_at:  # not closed while we yielded
+            if client.opened_at is not None:  # not closed while we yielded
                 self._check(client, now, wall)
             await slicer.pause_if_due()
         await self._refresh_slots()
 
     async def _refresh_slots(self) -> None:
         """Renew this process's connection slots with the engine (they expire otherwise)."""
-        slots = [(c.user_id, self._slots[id(c)]) for c in self.hub.all() if id(c) in self._slots]
+        slots = [(c.user_id, c.slot) for c in self.hub.all() if c.slot is not None]
         try:
             await self.broker.refresh_slots(slots)
         except Exception as exc:
             log.warning("connection slots not renewed (%s)", exc)
 
-    def _check(self, client: Client, now: float, wall: float) -> None:
+    def _check(self, client: Session, now: float, wall: float) -> None:
         """One connection's heartbeat accounting (see :meth:`sweep`)."""
-        expires = getattr(client, "expires_at", 0.0)
-        pinged = self._ping_unanswered.get(id(client))
+        pinged = client.ping_unanswered
         if pinged is not None and client.last_seen >= pinged:
-            pinged = None  # answered (any frame counts)
-            del self._ping_unanswered[id(client)]
-        if expires and wall >= expires:
+            pinged = client.ping_unanswered = None  # answered (any frame counts)
+        if client.expires_at and wall >= client.expires_at:
             client.close(CloseCode.SESSION_REVOKED, "Session expired")
             self.disconnect(client, CloseCode.SESSION_REVOKED)
         elif (
@@ -301,7 +294,7 @@ class StreamManager:
         elif now - client.last_ping >= self.heartbeat_interval_s:
             client.last_ping = now
             if pinged is None:
-                self._ping_unanswered[id(client)] = now
+                client.ping_unanswered = now
             client.ping()
 
     def _loop_stall_since(self, since: float, now: float) -> float:
@@ -340,7 +333,7 @@ class StreamManager:
         rows: list[dict[str, Any]] = []
         for user_id in self.hub.users():
             clients = self.hub.connections(user_id)
-            opened = [self._opened_at.get(id(c), now) for c in clients]
+            opened = [c.opened_at if c.opened_at is not None else now for c in clients]
             rows.append(
                 {
                     "userId": user_id,
@@ -355,7 +348,7 @@ class StreamManager:
     # -- client messages ----------------------------------------------------------------------
     async def control(
         self,
-        client: Client,
+        client: Session,
         type_: str,
         data: Mapping[str, Any],
         position: tuple[int, str] | None = None,
@@ -373,12 +366,12 @@ class StreamManager:
         message = encode(envelope(type_, client.user_id, data, seq=seq, epoch=epoch))
         self._send(client, PreparedMessage(message))
 
-    async def error(self, client: Client, code: str, message: str) -> None:
+    async def error(self, client: Session, code: str, message: str) -> None:
         """Send an ``error`` message to one connection (it stays open)."""
         self.metrics.client_errors.labels(code=code).inc()
         await self.control(client, EventType.ERROR, {"code": code, "message": message})
 
-    async def handle(self, client: Client, msg: ClientMessage) -> None:
+    async def handle(self, client: Session, msg: ClientMessage) -> None:
         """Act on one parsed client message.
 
         ``subscribe`` adds channels (and replaces the symbol filter when ``symbols`` is given;
@@ -413,7 +406,7 @@ class StreamManager:
                 if seq_held > last:
                     self._send(client, message)
 
-    async def _answer_subscribe(self, client: Client, msg: ClientMessage) -> int:
+    async def _answer_subscribe(self, client: Session, msg: ClientMessage) -> int:
         """Send ``subscribed`` then a replay or a snapshot; return the last seq they cover."""
         sub = client.subscription
         replay: list[Publication] | None = None
@@ -452,7 +445,7 @@ class StreamManager:
     def stats(self) -> dict[str, Any]:
         """Return connection and delivery statistics for the admin JSON endpoint."""
         now = self._clock()
-        durations = [now - t for t in self._opened_at.values()]
+        durations = [now - c.opened_at for c in self.hub.all() if c.opened_at is not None]
         return {
             "activeConnections": self.hub.count(),
             "activeUsers": len(self.hub.users()),

@@ -384,7 +384,7 @@ def test_protocol_error_codes_are_documented() -> None:
     ws_source = Path(inspect.getsourcefile(PortfolioSocket) or "").read_text(encoding="utf-8")
     assert '"code": "max_connections"' in ws_source
     codes.add("max_connections")
-    codes |= set(re.findall(r'manager\.error\(\s*self,\s*"(\w+)"', ws_source))
+    codes |= set(re.findall(r'manager\.error\(\s*session,\s*"(\w+)"', ws_source))
     error = asyncapi()["components"]["messages"]["error"]
     assert set(data_schema(error)["properties"]["code"]["enum"]) == codes
     for code in codes:

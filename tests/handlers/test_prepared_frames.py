@@ -45,7 +45,7 @@ async def ws_subscribe(ws: ClientConnection) -> None:
 
 
 def server_side(folio: Running) -> list[PreparedFrameProtocol]:
-    conns = [c.ws_connection for c in folio.server.manager.hub.all()]  # type: ignore[attr-defined]
+    conns = [c.transport.ws_connection for c in folio.server.manager.hub.all()]  # type: ignore[attr-defined]
     assert all(isinstance(c, PreparedFrameProtocol) for c in conns)
     return conns
 

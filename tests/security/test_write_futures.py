@@ -44,7 +44,9 @@ async def test_vanishing_client_leaves_no_unretrieved_task_exceptions(folio: Run
         await asyncio.sleep(0.2)
         # and a tiny send buffer on the server's side of this connection
         (conn,) = folio.server.manager.hub.connections(alice)  # type: ignore[union-attr]
-        conn.ws_connection.stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        conn.transport.ws_connection.stream.socket.setsockopt(
+            socket.SOL_SOCKET, socket.SO_SNDBUF, 4096
+        )  # type: ignore[attr-defined]
         for n in range(300):  # never read: frames pile up in the server's write buffer
             data = {**ORDER, "orderId": f"o{n}-" + "x" * 100}
             assert (await folio.push(alice, "order_update", data)).code == 202

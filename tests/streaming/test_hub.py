@@ -12,14 +12,15 @@ from streaming.broker import Publication
 from streaming.events import Channel, encode
 from streaming.frames import PreparedMessage
 from streaming.hub import Hub, Sent
+from streaming.session import Session
 from streaming.subscription import Subscription
 
 ALL = {Channel.POSITIONS, Channel.ORDERS, Channel.ACCOUNT, Channel.TRADES}
 TS = "2026-11-25T20:15:03.123456Z"
 
 
-class FakeClient:
-    """Records what the hub does to it."""
+class FakeClient(Session):
+    """A session that is its own transport: records what the hub does to it."""
 
     def __init__(
         self,
@@ -29,15 +30,11 @@ class FakeClient:
         symbols: set[str] | None = None,
         accept: bool = True,
     ) -> None:
-        self.user_id = user_id
-        self.sid = sid
+        super().__init__(self, user_id, sid)
         self.subscription = Subscription(
             set(ALL if channels is None else channels),
             frozenset(symbols) if symbols is not None else None,
         )
-        self.last_seen = 0.0
-        self.last_ping = 0.0
-        self.expires_at = 0.0
         self.accept = accept
         self.sent: list[str] = []
         self.frames: list[PreparedMessage] = []

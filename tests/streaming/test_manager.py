@@ -18,6 +18,7 @@ from streaming.hub import Sent
 from streaming.manager import StreamManager
 from streaming.memory_broker import MemoryBroker
 from streaming.protocol import ClientMessage
+from streaming.session import Session
 from streaming.subscription import Subscription
 
 ALL = frozenset({Channel.POSITIONS, Channel.ORDERS, Channel.ACCOUNT, Channel.TRADES})
@@ -44,8 +45,8 @@ class Clock:
         return value
 
 
-class FakeClient:
-    """Records frames, pings and closes in one ordered log."""
+class FakeClient(Session):
+    """A session that is its own transport: records frames, pings and closes in one log."""
 
     def __init__(
         self,
@@ -55,14 +56,12 @@ class FakeClient:
         symbols: set[str] | None = None,
         on_close: Callable[[FakeClient, int], None] | None = None,
     ) -> None:
-        self.user_id = user_id
-        self.sid = sid
+        super().__init__(self, user_id, sid)
         self.subscription = Subscription(
             set(channels or ()), frozenset(symbols) if symbols is not None else None
         )
         self.last_seen = -1.0
         self.last_ping = -1.0
-        self.expires_at = 0.0
         self.on_close = on_close
         self.result = Sent.OK
         self.log: list[tuple[str, Any]] = []

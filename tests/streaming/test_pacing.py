@@ -7,6 +7,7 @@ import asyncio
 from streaming.manager import StreamManager
 from streaming.memory_broker import MemoryBroker
 from streaming.pacing import TimeSlicer
+from streaming.session import Session
 
 
 def test_pause_only_when_the_slice_is_used_up() -> None:
@@ -69,14 +70,9 @@ def test_paced_sweep_pings_everyone_and_yields_between() -> None:
     """The heartbeat tick over many connections pings each once and lets others run."""
     import time
 
-    from streaming.subscription import Subscription
-
-    class SlowPing:
+    class SlowPing(Session):
         def __init__(self, n: int) -> None:
-            self.user_id = str(n % 50)
-            self.sid = f"s{n}"
-            self.subscription = Subscription()
-            self.last_seen = self.last_ping = self.expires_at = 0.0
+            super().__init__(self, str(n % 50), f"s{n}")
             self.pings = 0
 
         def send(self, message: object) -> object:
