@@ -24,13 +24,13 @@ function stats(over: Partial<Stats> = {}): Stats {
     maxRssMb: 140,
     broker: { stale: false, secondsSinceBrokerMessage: 1, rejectedUpdates: 0, symbolsWatched: ['AAPL'] },
     bridge: { tradingStreams: { '1': true, '2': false }, marketData: true, syncs: 4, syncErrors: 0, demo: true },
-    redis: { fanout: null, leader: true, ingestAccepted: 0, ingestRejected: 0 },
+    redis: { fanout: null, role: 'all', accountsOwned: 2, ingestAccepted: 0, ingestRejected: 0 },
     cluster: {
       processes: [
-        { ...proc('host:1:a', 2), self: true, leader: true, host: 'web-1', pid: 11 },
-        { ...proc('host:2:b', 5), self: false, leader: false, alive: false, ageS: 42 },
+        { ...proc('host:1:a', 2), self: true, role: 'all', accountsOwned: ['1', '2'], host: 'web-1', pid: 11 },
+        { ...proc('host:2:b', 5), self: false, role: 'web', alive: false, ageS: 42 },
       ],
-      totals: { processes: 1, gone: 1, activeConnections: 2, eventsDelivered: 0, leaders: 1 },
+      totals: { processes: 1, gone: 1, activeConnections: 2, eventsDelivered: 0, bridges: 1, accountsStreamed: 2 },
     },
     alerts: { disconnectRateHigh: false, latencyP95High: true },
     alertThresholds: { latencyP95High: { field: 'latencyMs.p95', above: 1000, unit: 'ms' } },
@@ -84,9 +84,10 @@ describe('AdminPage', () => {
     expect(window.location.pathname).toBe('/admin');
     expect(screen.getByTestId('process-host:1:a').textContent).toContain('web-1 (pid 11) (answering)');
     expect(screen.getByTestId('process-host:2:b').textContent).toContain('gone (42 s)');
+    expect(screen.getByTestId('process-host:1:a').textContent).toContain('all · 2 accounts');
     expect(screen.getByTestId('process-totals').textContent).toContain('2');
     expect(screen.getByTestId('processes').textContent).toContain('1 live, 1 gone');
-    expect(screen.queryByTestId('leader-warning')).toBeNull();
+    expect(screen.queryByTestId('bridge-warning')).toBeNull();
     await waitFor(() => expect(screen.getByTestId('audit').textContent).toContain('cli:rootdisablecarol'));
   });
 

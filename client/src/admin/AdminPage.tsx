@@ -1,7 +1,7 @@
 // The operator's page at /admin (admin role; a lazily loaded chunk of the same SPA build).
 // It polls GET /api/admin/websocket-stats and /api/admin/connections every 2 s and shows the
 // process that answered: connections, deliveries/s, latency and loop lag over time (uPlot),
-// disconnects by close code, broker feed per account, Redis/leader/ingest, alerts with their
+// disconnects by close code, broker feed per account, Redis/role/ingest, alerts with their
 // thresholds, and the connected users with a "disconnect this user's sessions" action.
 import { useEffect, useMemo, useRef, useState } from 'react';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
@@ -16,7 +16,13 @@ function ms(v: number | null | undefined): string {
   return v === null || v === undefined ? '–' : `${v.toFixed(v < 10 ? 1 : 0)} ms`;
 }
 
-function ago(seconds: number): string {
+function accountsText(owned: string[] | undefined): string {
+  const n = owned?.length ?? 0;
+  return n ? ` · ${n} account${n === 1 ? '' : 's'}` : '';
+}
+
+function ago(seconds: number | null): string {
+  if (seconds === null) return '–';
   if (seconds < 60) return `${Math.round(seconds)} s`;
   if (seconds < 3600) return `${Math.floor(seconds / 60)} min ${Math.round(seconds % 60)} s`;
   return `${Math.floor(seconds / 3600)} h ${Math.floor((seconds % 3600) / 60)} min`;
@@ -96,14 +102,14 @@ function ClusterPanel({ stats }: { stats: Stats }) {
   const codes = Object.entries(stats.disconnectsByCode).sort(([a], [b]) => a.localeCompare(b));
   return (
     <section className="card" aria-labelledby="cluster-title" data-testid="cluster-panel">
-      <h2 id="cluster-title">Redis, leader, ingest</h2>
+      <h2 id="cluster-title">Redis, role, ingest</h2>
       {r && r.fanout !== null ? (
         <p>
-          Fan-out {r.fanout ? 'up' : 'down'} · this process {r.leader ? 'is' : 'is not'} the leader · ingest accepted {r.ingestAccepted},
-          rejected {r.ingestRejected}
+          Fan-out {r.fanout ? 'up' : 'down'} · this process: {r.role}, streams {r.accountsOwned} broker account
+          {r.accountsOwned === 1 ? '' : 's'} · ingest accepted {r.ingestAccepted}, rejected {r.ingestRejected}
         </p>
       ) : (
-        <p>Single process (no REDIS_URL): this process publishes broker events.</p>
+        <p>Single process (no REDIS_URL): this process streams every broker account.</p>
       )}
       <h3>Disconnects by close code (since start)</h3>
       {codes.length === 0 ? (
@@ -130,9 +136,9 @@ function ProcessesPanel({ cluster }: { cluster: Cluster | undefined }) {
       <h2 id="processes-title">
         Processes ({totals.processes} live{totals.gone ? `, ${totals.gone} gone` : ''})
       </h2>
-      {totals.leaders !== 1 && (
-        <p className="error" role="alert" data-testid="leader-warning">
-          {totals.leaders === 0 ? 'No process is the leader: broker events are not published.' : `${totals.leaders} processes claim the leader role.`}
+      {totals.bridges === 0 && (
+        <p className="error" role="alert" data-testid="bridge-warning">
+          No bridge process is running: no broker account is streamed.
         </p>
       )}
       <table className="admin-table">
@@ -160,7 +166,11 @@ function ProcessesPanel({ cluster }: { cluster: Cluster | undefined }) {
               <td>{ms(p.latencyMs?.p95)}</td>
               <td>{ms(p.loopLagMs?.p99)}</td>
               <td>{p.outbox ? `${p.outbox.events}${p.outbox.engineDown ? ', Redis down' : ''}` : '–'}</td>
-              <td>{p.leader ? 'leader' : 'follower'}</td>
+              <td>
+                {p.role}
+                {accountsText(p.accountsOwned)}
+                {p.brokerStale && ' · feed stale'}
+              </td>
               <td>{p.alive ? (p.ageS === undefined ? 'now' : `${Math.round(p.ageS)} s ago`) : `gone (${Math.round(p.ageS ?? 0)} s)`}</td>
             </tr>
           ))}

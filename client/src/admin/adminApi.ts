@@ -17,7 +17,9 @@ const processSchema = z
     latencyMs: z.object({ p95: pct }).passthrough().optional(),
     loopLagMs: z.object({ p99: pct }).passthrough().optional(),
     outbox: z.object({ events: z.number(), engineDown: z.boolean() }).passthrough().optional(),
-    leader: z.boolean(),
+    role: z.string().optional().default('all'),
+    accountsOwned: z.array(z.string()).optional().default([]),
+    brokerStale: z.boolean().nullable().optional(),
     host: z.string().optional(),
     pid: z.number().optional(),
   })
@@ -26,7 +28,13 @@ export const clusterSchema = z
   .object({
     processes: z.array(processSchema),
     totals: z
-      .object({ processes: z.number(), gone: z.number(), activeConnections: z.number(), leaders: z.number() })
+      .object({
+        processes: z.number(),
+        gone: z.number(),
+        activeConnections: z.number(),
+        bridges: z.number(),
+        accountsStreamed: z.number(),
+      })
       .passthrough(),
   })
   .passthrough();
@@ -45,7 +53,7 @@ export const statsSchema = z
     broker: z
       .object({
         stale: z.boolean(),
-        secondsSinceBrokerMessage: z.number(),
+        secondsSinceBrokerMessage: z.number().nullable(),
         rejectedUpdates: z.number().optional().default(0),
         symbolsWatched: z.array(z.string()).optional().default([]),
       })
@@ -63,7 +71,8 @@ export const statsSchema = z
     redis: z
       .object({
         fanout: z.boolean().nullable(),
-        leader: z.boolean(),
+        role: z.string(),
+        accountsOwned: z.number(),
         ingestAccepted: z.number(),
         ingestRejected: z.number(),
       })
