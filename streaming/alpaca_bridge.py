@@ -144,7 +144,8 @@ class _StreamThread:
                 asyncio.run_coroutine_threadsafe(self._shutdown(stream), loop).result(timeout)
             except Exception:  # the loop may already be gone
                 log.debug("%s: stop signal not delivered", self.name, exc_info=True)
-        self._thread.join(timeout)
+        if self._thread.ident is not None:  # a stop right after start() may come first
+            self._thread.join(timeout)
 
     @staticmethod
     async def _shutdown(stream: Any) -> None:
