@@ -385,6 +385,8 @@ class FolioServer:
             paper=s.alpaca_paper,
             # With leases, the ownership loop tells the bridge which accounts to stream.
             accounts_provider=None if leased else linked,
+            # A bridge taking an account over first publishes what nobody streamed meanwhile.
+            fills_ledger=self.broker.published_fills if self.broker is not None else None,
         )
         ctx.extra_status["bridge"] = lambda: {**bridge.status(), "demo": s.demo}
         # The day's account line (GET /api/account/history), sampled from the traders this

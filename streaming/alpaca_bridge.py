@@ -215,6 +215,8 @@ class AlpacaBridge:
         self._trading: dict[str, _StreamThread] = {}
         self._data: _StreamThread | None = None
         self._data_symbols: set[str] = set()
+        #: What the market-data stream should watch (the last :meth:`_follow_symbols` saw).
+        self._wanted_symbols: set[str] = set()
         self._symbol_lock = asyncio.Lock()
         self._timers: list[PeriodicCallback] = []
         self._clients: dict[str, Any] = {}
@@ -247,13 +249,14 @@ class AlpacaBridge:
     async def start(self) -> None:
         """Start every trading stream, run the first REST sync, start the periodic sync."""
         self._loop = asyncio.get_running_loop()
-        self.service.symbols_listener = self._on_symbols
         for account in self.accounts:
             self._start_trading(account)
         await asyncio.gather(*(self._bring_up(a) for a in self.accounts))
         self._timers.append(PeriodicCallback(self._sync_soon, self.sync_interval_s * 1000.0))
         stale_tick = min(self.service.stale_after_s / 3.0, 5.0) * 1000.0
         self._timers.append(PeriodicCallback(self.service.check_staleness, stale_tick))
+        # Accounts given up (another bridge took them) also change the symbols held.
+        self._timers.append(PeriodicCallback(self._follow_symbols, 2000.0))
         for timer in self._timers:
             timer.start()
         if self._calendar_factory is not None:
@@ -409,6 +412,7 @@ class AlpacaBridge:
             held.append(data)
         else:
             self.service.on_trade_update(user_id, data)
+            self._follow_symbols()
 
     # -- catch-up on a hand-over ------------------------------------------------------------------
     async def _bring_up(self, account: BridgeAccount) -> bool:
@@ -514,6 +518,7 @@ class AlpacaBridge:
             return result.seen  # unlinked while reading: its successor catches up instead
         for index, event in enumerate(events):
             self.service.on_trade_update(account.user_id, event.trade_update())
+            self._follow_symbols()
             if index % _APPLY_SLICE == _APPLY_SLICE - 1:
                 await asyncio.sleep(0)  # the loop breathes; stream updates are still held
         fills = sum(1 for e in events if e.fill is not None)
@@ -545,6 +550,7 @@ class AlpacaBridge:
                 self.held_duplicates += 1
                 continue
             self.service.on_trade_update(user_id, data)
+        self._follow_symbols()
 
     async def _retry_pending(self, user_id: str) -> None:
         """Retry the catch-up of an account that went live without it (one warning if it fails).
@@ -600,8 +606,16 @@ class AlpacaBridge:
             at = stamp.to_datetime()
         self._loop.call_soon_threadsafe(self.service.on_price, symbol, str(price), at)
 
-    def _on_symbols(self, symbols: set[str]) -> None:
-        spawn(self._resubscribe(symbols), "bridge-resubscribe")
+    def _follow_symbols(self) -> None:
+        """Watch market data for exactly the symbols the service's traders hold now.
+
+        Called after every change this bridge makes to the service (a fill, a sync, a
+        caught-up execution) and every 2 s; resubscribes only when the set changed.
+        """
+        symbols = self.service.symbols()
+        if symbols != self._wanted_symbols:
+            self._wanted_symbols = symbols
+            spawn(self._resubscribe(set(symbols)), "bridge-resubscribe")
 
     async def _resubscribe(self, symbols: set[str]) -> None:
         """Subscribe market data for new symbols and unsubscribe closed ones (in an executor)."""
@@ -708,6 +722,7 @@ class AlpacaBridge:
                     fills_before=before,
                 ):
                     self.syncs += 1
+                    self._follow_symbols()
                     return True
             if attempt + 1 < attempts:
                 await asyncio.sleep(0.5)

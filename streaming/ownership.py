@@ -65,14 +65,28 @@ class BridgeOwnership:
         self.shared = shared
         self._accounts = accounts
         self._linked: dict[str, BridgeAccount] = {}
-        self._task: asyncio.Task[Any] | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        #: Accounts whose lease was lost (or that were unlinked) since the last balance.
+        self._lost: set[str] = set()
         self._lock = asyncio.Lock()
         self._stopped = False
 
     async def start(self) -> None:
-        """Take this bridge's first accounts, then keep renewing in the background."""
+        """Take this bridge's first accounts, then keep renewing and balancing in the background.
+
+        Renewal runs on its own timer, so a slow bring-up (REST sync and catch-up of an
+        account just taken, which may retry for seconds) never lets the other leases lapse.
+        """
         await self.tick()
-        self._task = every(self.leases.lease_s / 3.0, self.tick, "account-leases")
+        interval = self.leases.lease_s / 3.0
+        self._tasks = [
+            every(interval, self._renew, "lease-renewal"),
+            every(interval, self.tick, "account-balance"),
+        ]
+
+    async def _renew(self) -> None:
+        """Renew the leases held; remember the accounts to stop (lost, or unlinked)."""
+        self._lost |= await self.leases.renew(self._linked)
 
     async def tick(self) -> None:
         """One round of renew, give up, take, re-save (see the module docstring)."""
@@ -82,7 +96,8 @@ class BridgeOwnership:
             except Exception as exc:  # database away: keep the last list, still renew
                 log.warning("linked accounts not read (%s); using the last list", exc)
             wanted = self._linked
-            lost = await self.leases.renew(wanted)
+            await self._renew()
+            lost, self._lost = self._lost, set()
             surplus = self.leases.surplus(wanted)
             if lost or surplus:
                 await self._stop(lost | set(surplus))
@@ -116,8 +131,8 @@ class BridgeOwnership:
         if self._stopped:
             return
         self._stopped = True
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
         async with self._lock:
             await self._stop([a.user_id for a in self.bridge.accounts])
             await self.leases.close()

@@ -54,7 +54,6 @@ class PortfolioService:
         self._clock = clock
         self._states: dict[str, PortfolioState] = {}
         self._symbols: set[str] = set()
-        self.symbols_listener: Callable[[set[str]], None] | None = None
         self.last_message_at = clock()
         #: The last feed status told to the traders (``{"code", "message", "stale"}``).
         self._status: dict[str, Any] | None = None
@@ -183,10 +182,7 @@ class PortfolioService:
         held: set[str] = set()
         for state in self._states.values():
             held |= state.symbols()
-        if held != self._symbols:
-            self._symbols = held
-            if self.symbols_listener is not None:
-                self.symbols_listener(set(held))
+        self._symbols = held
 
     def symbols(self) -> set[str]:
         """Return every symbol some trader holds (market data is watched for these)."""

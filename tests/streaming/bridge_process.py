@@ -21,8 +21,7 @@ async def main(argv: list[str]) -> None:
     broker = RedisBroker(redis_url, prefix=prefix)
     await broker.start()
     manager = StreamManager(broker, batch_window_ms=0)
-    service = PortfolioService(manager, stale_after_s=300)
-    manager.set_source(service)
+    service = PortfolioService(manager.publisher, stale_after_s=300)
     bridge = AlpacaBridge(
         service,
         [BridgeAccount(user_id, key, secret)],

@@ -55,8 +55,7 @@ class Setup:
         self.loop = asyncio.get_running_loop()
         self.broker = MemoryBroker()
         self.manager = StreamManager(self.broker, batch_window_ms=0)
-        self.service = PortfolioService(self.manager, stale_after_s=300)
-        self.manager.set_source(self.service)
+        self.service = PortfolioService(self.manager.publisher, stale_after_s=300)
         self.bridge = AlpacaBridge(
             self.service,
             [BridgeAccount(ALICE, KEY, SECRET)],

@@ -145,8 +145,7 @@ def test_kill_9_the_bridge_of_alice_mid_burst_every_fill_once_in_order(prefix: s
                 broker_b = RedisBroker(REDIS_URL, prefix=prefix)
                 await broker_b.start()
                 manager_b = StreamManager(broker_b, batch_window_ms=0)
-                service_b = PortfolioService(manager_b, stale_after_s=300)
-                manager_b.set_source(service_b)
+                service_b = PortfolioService(manager_b.publisher, stale_after_s=300)
                 bridge_b = AlpacaBridge(
                     service_b,
                     [BridgeAccount(ALICE, KEY, SECRET)],
