@@ -271,6 +271,7 @@ class Ladder:
             lag0 = _lag_buckets(server) if kind == "folio" else None
             sampler = _RssSampler(pid)
             sampler.start()
+            profiler = _start_profiler(args.profile, pid, variant, conns, deflate)
             cpu0, client0, busy0 = cpu_seconds(pid), self.pool.cpu_s(), _machine_busy_s()
             t0 = time.monotonic()
             send = _run_sender(
@@ -297,7 +298,9 @@ class Ladder:
             r["drain_s"] = time.monotonic() - t_drain
             elapsed = time.monotonic() - t0
             cpu1, client1, busy1 = cpu_seconds(pid), self.pool.cpu_s(), _machine_busy_s()
+            _stop_profiler(profiler)
             sampler.stopped.set()
+            r["server_cpu_s"] = cpu1 - cpu0
             r["rss_peak_mb"] = max(sampler.peak, _rss_mb(pid) or 0.0)
             r["elapsed_s"] = elapsed
             r["server_cpu_pct"] = 100 * (cpu1 - cpu0) / elapsed
@@ -333,6 +336,10 @@ class Ladder:
             r["wire_bytes"] = raw["wire_bytes"]
             r["compressed_msgs"] = raw["compressed_msgs"]
             r["frames_received"] = raw["frames_received"]
+            # CPU per frame written (all of the server's CPU over load + drain, events included)
+            r["server_us_per_frame"] = (
+                1e6 * r["server_cpu_s"] / raw["frames_received"] if raw["frames_received"] else None
+            )
             r["unexpected_closes"] = raw.pop("unexpected_closes")[:10]
             r["client_errors"] = raw.pop("client_errors")
             r["analysis"] = latency.summarise(raw, r["batch_window_ms"] or 0)
@@ -365,6 +372,36 @@ class Ladder:
             server.stop()
         # the peers use the same userIds, so the sender's events are byte-identical
         self.peer_user_ids = [u for u, _ in self.folio_auth]
+
+
+def _start_profiler(
+    out: str | None, pid: int, variant: str, conns: int, deflate: bool
+) -> subprocess.Popen[bytes] | None:
+    """``py-spy record`` the server over load + drain (``--profile DIR``); None when not asked.
+
+    Writes ``DIR/<variant>-<conns>-deflate-<on|off>.txt`` in py-spy's collapsed-stack format
+    (``--nonblocking``: the server is sampled without being stopped, 100 samples/s).
+    """
+    if not out or not variant.startswith("folio"):
+        return None
+    exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    Path(out).mkdir(parents=True, exist_ok=True)
+    dest = Path(out) / f"{variant}-{conns}-deflate-{'on' if deflate else 'off'}.txt"
+    cmd = [exe, "record", "--pid", str(pid), "--format", "raw", "--rate", "100"]
+    cmd += ["--nonblocking", "--output", str(dest)]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _stop_profiler(proc: subprocess.Popen[bytes] | None) -> None:
+    """Stop ``py-spy record`` (SIGINT makes it write its output)."""
+    if proc is None:
+        return
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def _machine_busy_s() -> float:
@@ -468,6 +505,13 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     )
     p.add_argument("--out", default=str(BENCH / "results"), help="results directory")
     p.add_argument("--keep", action="store_true", help="keep the temp data dir (server logs)")
+    p.add_argument(
+        "--profile",
+        default=None,
+        metavar="DIR",
+        help="py-spy record each folio server over load + drain into DIR (collapsed stacks; "
+        "needs `pip install py-spy`)",
+    )
     args = p.parse_args(argv)
     args.points = [int(x) for x in args.points.split(",") if x]
     args.servers = [s for s in args.servers.split(",") if s]
@@ -571,6 +615,7 @@ def _one_line(r: dict[str, Any]) -> str:
         f"lag p99 ≤{lag} ms, server {r['server_cpu_pct']:.0f}% client {r['client_cpu_pct']:.0f}% "
         f"sender {r['sender_cpu_pct']:.0f}% others {r['others_cpu_pct']:.0f}%, "
         f"sent {r['sender']['sent_count']}/{r['sender']['planned']}, "
+        f"{r.get('server_us_per_frame') or 0:.1f} µs CPU/frame, "
         f"lost {a['lost']}, gaps {a['seq_gaps']}, ok={r['ok']}, "
         f"connect {r['open']['connect_s']:.1f} s, {r['elapsed_s']:.1f} s"
     )
