@@ -77,8 +77,17 @@ def main() -> int:
                     (
                         a.profile,
                         "py-spy",
-                        ["record", "--pid", str(server.pid), "--format", "raw", "--rate", "100",
-                         "--nonblocking", "--output", f"hook-{run}.txt"],
+                        [
+                            "record",
+                            "--pid",
+                            str(server.pid),
+                            "--format",
+                            "raw",
+                            "--rate",
+                            "100",
+                            "--output",
+                            f"hook-{run}.txt",
+                        ],
                     ),
                 ):
                     if opt:
