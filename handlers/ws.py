@@ -294,9 +294,11 @@ class PortfolioSocket(WebSocketHandler):
     def send(self, message: PreparedMessage) -> Sent:
         """Write the prepared frame; never closes (the manager does, see :class:`Sent`)."""
         conn = self.ws_connection
-        if not isinstance(conn, PreparedFrameProtocol):
-            return Sent.CLOSED
-        # is_closing(), unsent_bytes() > MAX_BUFFERED_BYTES and write_prepared() in one call
+        # type() rather than isinstance(): WebSocketProtocol is an ABC, whose isinstance check
+        # costs a Python-level __instancecheck__ on every frame of the fan-out.
+        if type(conn) is not FolioProtocol:
+            return Sent.CLOSED  # None once closed
+        # is_closing(), the MAX_BUFFERED_BYTES check and the write in one call
         return conn.offer(message, MAX_BUFFERED_BYTES)
 
     def ping(self, data: str | bytes = b"") -> None:

@@ -135,3 +135,32 @@ def test_offer_writes_straight_to_an_idle_socket() -> None:
             right.close()
 
     asyncio.run(go())
+
+
+def test_offer_queues_what_the_kernel_did_not_take_and_keeps_the_order() -> None:
+    """A frame larger than the socket buffer: the rest waits in IOStream, later frames behind it."""
+
+    async def go() -> None:
+        loop = asyncio.get_running_loop()
+        left, right = socket.socketpair()
+        left.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        stream = IOStream(left)
+        right.setblocking(False)
+        try:
+            big = PreparedMessage('{"pad":"' + "x" * 2_000_000 + '"}')
+            small = PreparedMessage('{"type":"status"}')
+            proto = _protocol(stream)
+            assert proto.offer(big, 10_000_000) is Sent.OK
+            assert unsent_bytes(proto) > 0  # the kernel took only part of it
+            assert proto.offer(small, 10) is Sent.OVERLOADED  # over a small limit: refused
+            assert proto.offer(small, 10_000_000) is Sent.OK  # queued behind the rest
+            want = big.frame(None) + small.frame(None)
+            got = bytearray()
+            while len(got) < len(want):
+                got += await asyncio.wait_for(loop.sock_recv(right, 1 << 20), 10)
+            assert bytes(got) == want
+        finally:
+            stream.close()
+            right.close()
+
+    asyncio.run(go())
