@@ -13,6 +13,8 @@ Servers (``--servers``, each combined with ``--deflate on,off``):
 - ``folio``: ``python server.py`` (demo mode, memory engine) with ``BATCH_WINDOW_MS=250``;
 - ``folio-nobatch``: the same with ``BATCH_WINDOW_MS=0``;
 - ``folio-uvloop``: ``folio`` with the uvloop switch (``--uvloop-env``) set;
+- ``folio-gc``: ``folio`` with CPython's GC thresholds set to ``--gc-threshold`` (through
+  ``bench/gcsite/sitecustomize.py``): the measured case for tuning the GC in ``server.py``;
 - ``sio``: ``bench/peers/sio_peer.py`` (python-socketio on aiohttp, room per user, ``emit``);
 - ``ws``: ``bench/peers/ws_peer.py`` (``websockets`` with ``broadcast()``).
 
@@ -49,7 +51,7 @@ from common import user_token  # noqa: E402
 from latency import REPO, TOKEN, ServerProcess, _free_port, _http_json, _login, _rss_mb  # noqa: E402
 from loadclient import CLK_TCK, ClientPool, cpu_seconds  # noqa: E402
 
-SERVERS = ("folio", "folio-nobatch", "folio-uvloop", "sio", "ws")
+SERVERS = ("folio", "folio-nobatch", "folio-uvloop", "folio-gc", "sio", "ws")
 PASSWORD = "bench-pw"
 
 
@@ -213,6 +215,13 @@ class Ladder:
         window = 0 if variant == "folio-nobatch" else self.args.window_ms
         server = ServerProcess(self.data_dir, _free_port(), window, "WARNING")
         server.env["SECRET_KEY"] = self.secret_key
+        # GC pauses recorded for every folio variant (bench/gcsite/sitecustomize.py)
+        site = str(BENCH / "gcsite")
+        path = server.env.get("PYTHONPATH")
+        server.env["PYTHONPATH"] = f"{site}{os.pathsep}{path}" if path else site
+        server.env["FOLIO_BENCH_GC_LOG"] = "1"
+        if variant == "folio-gc":
+            server.env["FOLIO_BENCH_GC_THRESHOLD"] = self.args.gc_threshold
         if variant == "folio-uvloop":
             name, _, value = self.args.uvloop_env.partition("=")
             server.env[name] = value
@@ -274,6 +283,7 @@ class Ladder:
             profiler = _start_profiler(args.profile, pid, variant, conns, deflate)
             cpu0, client0, busy0 = cpu_seconds(pid), self.pool.cpu_s(), _machine_busy_s()
             t0 = time.monotonic()
+            r["load_started_wall"] = time.time()
             send = _run_sender(
                 {
                     "port": server.port,
@@ -297,6 +307,7 @@ class Ladder:
             r["drain_pending"], r["drain_end"] = self.pool.drain(wanted, args.drain_timeout)
             r["drain_s"] = time.monotonic() - t_drain
             elapsed = time.monotonic() - t0
+            r["load_ended_wall"] = time.time()
             cpu1, client1, busy1 = cpu_seconds(pid), self.pool.cpu_s(), _machine_busy_s()
             _stop_profiler(profiler)
             sampler.stopped.set()
@@ -348,6 +359,8 @@ class Ladder:
             self.current = None
             r["server_exit_code"] = server.exit_code
             r["server_log"] = server.log_problems()
+            if kind == "folio":
+                r["gc"] = _gc_during(server, r.get("load_started_wall"), r.get("load_ended_wall"))
         a = r["analysis"]
         r["ok"] = bool(
             a["lost"] == 0
@@ -372,6 +385,31 @@ class Ladder:
             server.stop()
         # the peers use the same userIds, so the sender's events are byte-identical
         self.peer_user_ids = [u for u, _ in self.folio_auth]
+
+
+def _gc_during(server: Any, start: float | None, end: float | None) -> dict[str, Any] | None:
+    """The server's generation 1/2 collections during load + drain (``FOLIO_BENCH_GC`` line).
+
+    Returns ``{"threshold", "gen1", "gen2", "gen2_s" (CPU seconds in them), "gen2_max_s"}``, or
+    None when the server wrote no such line (it did not exit through ``atexit``).
+    """
+    try:
+        lines = server.log_path.read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    found = [ln for ln in lines if ln.startswith("FOLIO_BENCH_GC ")]
+    if not found or start is None or end is None:
+        return None
+    doc = json.loads(found[-1].split(" ", 1)[1])
+    during = [(g, s) for t, g, s in doc["pauses"] if start <= t <= end]
+    full = [s for g, s in during if g == 2]
+    return {
+        "threshold": doc["threshold"],
+        "gen1": sum(1 for g, _ in during if g == 1),
+        "gen2": len(full),
+        "gen2_s": round(sum(full), 3),
+        "gen2_max_s": round(max(full, default=0.0), 3),
+    }
 
 
 def _start_profiler(
@@ -497,6 +535,11 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
         "--uvloop-env", default="EVENT_LOOP=uvloop", help="NAME=VALUE that turns uvloop on"
     )
     p.add_argument(
+        "--gc-threshold",
+        default="50000,20,100",
+        help="gen0,gen1,gen2 of gc.set_threshold for the folio-gc variant (CPython: 700,10,10)",
+    )
+    p.add_argument(
         "--nice",
         type=int,
         default=0,
@@ -615,7 +658,7 @@ def _one_line(r: dict[str, Any]) -> str:
         f"lag p99 ≤{lag} ms, server {r['server_cpu_pct']:.0f}% client {r['client_cpu_pct']:.0f}% "
         f"sender {r['sender_cpu_pct']:.0f}% others {r['others_cpu_pct']:.0f}%, "
         f"sent {r['sender']['sent_count']}/{r['sender']['planned']}, "
-        f"{r.get('server_us_per_frame') or 0:.1f} µs CPU/frame, "
+        f"{r.get('server_us_per_frame') or 0:.1f} µs CPU/frame, gc {r.get('gc')}, "
         f"lost {a['lost']}, gaps {a['seq_gaps']}, ok={r['ok']}, "
         f"connect {r['open']['connect_s']:.1f} s, {r['elapsed_s']:.1f} s"
     )
