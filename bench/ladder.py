@@ -13,6 +13,8 @@ Servers (``--servers``, each combined with ``--deflate on,off``):
 - ``folio``: ``python server.py`` (demo mode, memory engine) with ``BATCH_WINDOW_MS=250``;
 - ``folio-nobatch``: the same with ``BATCH_WINDOW_MS=0``;
 - ``folio-uvloop``: ``folio`` with the uvloop switch (``--uvloop-env``) set;
+- ``folio-gc``: ``folio`` with CPython's GC thresholds set to ``--gc-threshold`` (through
+  ``bench/gcsite/sitecustomize.py``): the measured case for tuning the GC in ``server.py``;
 - ``sio``: ``bench/peers/sio_peer.py`` (python-socketio on aiohttp, room per user, ``emit``);
 - ``ws``: ``bench/peers/ws_peer.py`` (``websockets`` with ``broadcast()``).
 
@@ -49,7 +51,7 @@ from common import user_token  # noqa: E402
 from latency import REPO, TOKEN, ServerProcess, _free_port, _http_json, _login, _rss_mb  # noqa: E402
 from loadclient import CLK_TCK, ClientPool, cpu_seconds  # noqa: E402
 
-SERVERS = ("folio", "folio-nobatch", "folio-uvloop", "sio", "ws")
+SERVERS = ("folio", "folio-nobatch", "folio-uvloop", "folio-gc", "sio", "ws")
 PASSWORD = "bench-pw"
 
 
@@ -213,6 +215,13 @@ class Ladder:
         window = 0 if variant == "folio-nobatch" else self.args.window_ms
         server = ServerProcess(self.data_dir, _free_port(), window, "WARNING")
         server.env["SECRET_KEY"] = self.secret_key
+        # GC pauses recorded for every folio variant (bench/gcsite/sitecustomize.py)
+        site = str(BENCH / "gcsite")
+        path = server.env.get("PYTHONPATH")
+        server.env["PYTHONPATH"] = f"{site}{os.pathsep}{path}" if path else site
+        server.env["FOLIO_BENCH_GC_LOG"] = "1"
+        if variant == "folio-gc":
+            server.env["FOLIO_BENCH_GC_THRESHOLD"] = self.args.gc_threshold
         if variant == "folio-uvloop":
             name, _, value = self.args.uvloop_env.partition("=")
             server.env[name] = value
@@ -271,8 +280,10 @@ class Ladder:
             lag0 = _lag_buckets(server) if kind == "folio" else None
             sampler = _RssSampler(pid)
             sampler.start()
+            profiler = _start_profiler(args.profile, pid, variant, conns, deflate)
             cpu0, client0, busy0 = cpu_seconds(pid), self.pool.cpu_s(), _machine_busy_s()
             t0 = time.monotonic()
+            r["load_started_wall"] = time.time()
             send = _run_sender(
                 {
                     "port": server.port,
@@ -296,8 +307,11 @@ class Ladder:
             r["drain_pending"], r["drain_end"] = self.pool.drain(wanted, args.drain_timeout)
             r["drain_s"] = time.monotonic() - t_drain
             elapsed = time.monotonic() - t0
+            r["load_ended_wall"] = time.time()
             cpu1, client1, busy1 = cpu_seconds(pid), self.pool.cpu_s(), _machine_busy_s()
+            _stop_profiler(profiler)
             sampler.stopped.set()
+            r["server_cpu_s"] = cpu1 - cpu0
             r["rss_peak_mb"] = max(sampler.peak, _rss_mb(pid) or 0.0)
             r["elapsed_s"] = elapsed
             r["server_cpu_pct"] = 100 * (cpu1 - cpu0) / elapsed
@@ -333,6 +347,10 @@ class Ladder:
             r["wire_bytes"] = raw["wire_bytes"]
             r["compressed_msgs"] = raw["compressed_msgs"]
             r["frames_received"] = raw["frames_received"]
+            # CPU per frame written (all of the server's CPU over load + drain, events included)
+            r["server_us_per_frame"] = (
+                1e6 * r["server_cpu_s"] / raw["frames_received"] if raw["frames_received"] else None
+            )
             r["unexpected_closes"] = raw.pop("unexpected_closes")[:10]
             r["client_errors"] = raw.pop("client_errors")
             r["analysis"] = latency.summarise(raw, r["batch_window_ms"] or 0)
@@ -341,6 +359,8 @@ class Ladder:
             self.current = None
             r["server_exit_code"] = server.exit_code
             r["server_log"] = server.log_problems()
+            if kind == "folio":
+                r["gc"] = _gc_during(server, r.get("load_started_wall"), r.get("load_ended_wall"))
         a = r["analysis"]
         r["ok"] = bool(
             a["lost"] == 0
@@ -365,6 +385,61 @@ class Ladder:
             server.stop()
         # the peers use the same userIds, so the sender's events are byte-identical
         self.peer_user_ids = [u for u, _ in self.folio_auth]
+
+
+def _gc_during(server: Any, start: float | None, end: float | None) -> dict[str, Any] | None:
+    """The server's generation 1/2 collections during load + drain (``FOLIO_BENCH_GC`` line).
+
+    Returns ``{"threshold", "gen1", "gen2", "gen2_s" (CPU seconds in them), "gen2_max_s"}``, or
+    None when the server wrote no such line (it did not exit through ``atexit``).
+    """
+    try:
+        lines = server.log_path.read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    found = [ln for ln in lines if ln.startswith("FOLIO_BENCH_GC ")]
+    if not found or start is None or end is None:
+        return None
+    doc = json.loads(found[-1].split(" ", 1)[1])
+    during = [(g, s) for t, g, s in doc["pauses"] if start <= t <= end]
+    full = [s for g, s in during if g == 2]
+    return {
+        "threshold": doc["threshold"],
+        "gen1": sum(1 for g, _ in during if g == 1),
+        "gen2": len(full),
+        "gen2_s": round(sum(full), 3),
+        "gen2_max_s": round(max(full, default=0.0), 3),
+    }
+
+
+def _start_profiler(
+    out: str | None, pid: int, variant: str, conns: int, deflate: bool
+) -> subprocess.Popen[bytes] | None:
+    """``py-spy record`` the server over load + drain (``--profile DIR``); None when not asked.
+
+    Writes ``DIR/<variant>-<conns>-deflate-<on|off>.txt`` in py-spy's collapsed-stack format
+    (``--nonblocking``: the server is sampled without being stopped, 100 samples/s).
+    """
+    if not out or not variant.startswith("folio"):
+        return None
+    exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    Path(out).mkdir(parents=True, exist_ok=True)
+    dest = Path(out) / f"{variant}-{conns}-deflate-{'on' if deflate else 'off'}.txt"
+    cmd = [exe, "record", "--pid", str(pid), "--format", "raw", "--rate", "100"]
+    cmd += ["--nonblocking", "--output", str(dest)]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _stop_profiler(proc: subprocess.Popen[bytes] | None) -> None:
+    """Stop ``py-spy record`` (SIGINT makes it write its output)."""
+    if proc is None:
+        return
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def _machine_busy_s() -> float:
@@ -460,6 +535,11 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
         "--uvloop-env", default="EVENT_LOOP=uvloop", help="NAME=VALUE that turns uvloop on"
     )
     p.add_argument(
+        "--gc-threshold",
+        default="50000,20,100",
+        help="gen0,gen1,gen2 of gc.set_threshold for the folio-gc variant (CPython: 700,10,10)",
+    )
+    p.add_argument(
         "--nice",
         type=int,
         default=0,
@@ -468,6 +548,13 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     )
     p.add_argument("--out", default=str(BENCH / "results"), help="results directory")
     p.add_argument("--keep", action="store_true", help="keep the temp data dir (server logs)")
+    p.add_argument(
+        "--profile",
+        default=None,
+        metavar="DIR",
+        help="py-spy record each folio server over load + drain into DIR (collapsed stacks; "
+        "needs `pip install py-spy`)",
+    )
     args = p.parse_args(argv)
     args.points = [int(x) for x in args.points.split(",") if x]
     args.servers = [s for s in args.servers.split(",") if s]
@@ -571,6 +658,7 @@ def _one_line(r: dict[str, Any]) -> str:
         f"lag p99 ≤{lag} ms, server {r['server_cpu_pct']:.0f}% client {r['client_cpu_pct']:.0f}% "
         f"sender {r['sender_cpu_pct']:.0f}% others {r['others_cpu_pct']:.0f}%, "
         f"sent {r['sender']['sent_count']}/{r['sender']['planned']}, "
+        f"{r.get('server_us_per_frame') or 0:.1f} µs CPU/frame, gc {r.get('gc')}, "
         f"lost {a['lost']}, gaps {a['seq_gaps']}, ok={r['ok']}, "
         f"connect {r['open']['connect_s']:.1f} s, {r['elapsed_s']:.1f} s"
     )

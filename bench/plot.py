@@ -204,6 +204,7 @@ def render(json_path: Path | list[Path], out: Path) -> None:
             "folio": "C0",
             "folio-nobatch": "C2",
             "folio-uvloop": "C9",
+            "folio-gc": "C4",
             "sio": "C3",
             "ws": "C1",
         }

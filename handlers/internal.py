@@ -4,7 +4,9 @@
 the hook is disabled and always answers 401). Body ``{"userId", "type", "data"}``; ``data`` is
 validated against the schema of ``type`` (:func:`streaming.events.validate_pushed_event`, shared
 with the Redis ingest). Events that carry state are kept by the service (:mod:`streaming.pushed`).
-→ 202 ``{"accepted": true}``; bad body → 400 naming every failing field; unknown user → 404;
+→ 202 ``{"accepted": true}``; bad body → 400 naming every failing field; unknown user → 404
+(a user's existence is remembered for ``storage.db.USER_EXISTS_TTL_S`` seconds, so a user deleted
+by another process may still be accepted that long);
 storage failing → 503. No input makes it answer 500.
 """
 
@@ -40,11 +42,13 @@ class InternalEventsHandler(BaseHandler):
         except EventValidationError as exc:
             raise ApiError(400, "invalid_field", str(exc)) from None
         try:
-            user = await self.ctx.auth.store.get_user(int(user_id))
+            # remembered for a few seconds per user (storage.db.USER_EXISTS_TTL_S): one read
+            # per user and interval, not one per event
+            exists = await self.ctx.auth.store.user_exists(int(user_id))
         except StorageError:
             self.ctx.manager.metrics.storage_errors.inc()
             raise ApiError(503, "storage_unavailable", "users cannot be read now") from None
-        if user is None:
+        if not exists:
             raise ApiError(404, "unknown_user", f"userId: no user {user_id}")
         # positions, orders and the account are kept (REST, snapshots); trades are relayed
         await self.ctx.portfolio.accept_pushed(user_id, type_, data)

@@ -18,14 +18,19 @@ all on :class:`tornado.websocket.WebSocketProtocol13`:
    (``socket.send``, no per-connection compression, framing, Task or Future), and through the
    ``IOStream``'s buffer otherwise (what the kernel did not take, or while earlier bytes wait).
 3. **Back-pressure** (:func:`unsent_bytes`): bytes queued on the ``IOStream`` but not yet taken
-   by the kernel.
+   by the kernel. :meth:`PreparedFrameProtocol.offer` is the fan-out's one call per frame: the
+   closing check, the back-pressure check and the write in one method, reading each counter
+   once (the hub calls it for every tab of a user, tens of thousands of times a second).
 
 Tornado internals used, checked by ``tests/handlers/test_tornado_ws.py`` (pinned in setup.cfg
 to the Tornado versions we allow, 6.5–6.6): ``WebSocketProtocol13._create_compressors``
 (called with the offered parameters, which ``_accept_connection`` then echoes in the response),
-``_compressor``, ``stream``, ``_message_bytes_out``/``_wire_bytes_out`` (Tornado's own
-counters), ``tornado.websocket._WebSocketParams``, ``IOStream._write_buffer`` (its length),
-``IOStream.socket``, and ``IOStream._total_write_index`` / ``_total_write_done_index``.
+``_compressor``, ``stream``, ``client_terminated``/``server_terminated`` (what ``is_closing``
+reads), ``_message_bytes_out``/``_wire_bytes_out`` (Tornado's own counters),
+``tornado.websocket._WebSocketParams``, ``IOStream._write_buffer`` (its length),
+``IOStream._closed`` (what ``closed()`` returns), ``IOStream.socket``, and
+``IOStream._total_write_index`` / ``_total_write_done_index`` (their difference is the length of
+``_write_buffer``).
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from tornado.iostream import IOStream, StreamClosedError
 from tornado.websocket import WebSocketHandler, WebSocketProtocol13, _WebSocketParams
 
 from streaming.frames import PreparedMessage
+from streaming.session import Sent
 
 __all__ = ["PreparedFrameProtocol", "prepared_protocol", "unsent_bytes"]
 
@@ -66,6 +72,31 @@ class PreparedFrameProtocol(WebSocketProtocol13):
             bits = agreed_parameters.get("server_max_window_bits")
             self.deflate_wbits = 15 if bits is None else int(bits)
 
+    def offer(self, message: PreparedMessage, max_buffered: int) -> Sent:
+        """Write ``message`` unless the connection is closing or has stopped reading.
+
+        The same as ``is_closing()``, then :func:`unsent_bytes`, then :meth:`write_prepared`,
+        with each Tornado attribute read once: this runs once per frame of the fan-out.
+
+        Args:
+            message: the prepared message.
+            max_buffered: bytes that may wait unsent in the stream's buffer
+                (``MAX_BUFFERED_BYTES``).
+
+        Returns:
+            :attr:`Sent.CLOSED` when either side started the closing handshake or the stream is
+            closed (nothing written); :attr:`Sent.OVERLOADED` when more than ``max_buffered``
+            bytes wait unsent (nothing written: the caller closes with 4002);
+            :attr:`Sent.OK` once written or queued.
+        """
+        stream = self.stream
+        if self.client_terminated or self.server_terminated or stream._closed:
+            return Sent.CLOSED
+        unsent = stream._total_write_index - stream._total_write_done_index
+        if unsent > max_buffered:
+            return Sent.OVERLOADED
+        return Sent.OK if self._write(message, not unsent) else Sent.CLOSED
+
     def write_prepared(self, message: PreparedMessage) -> bool:
         """Write ``message``'s frame for this connection; False if the stream is closed.
 
@@ -73,13 +104,18 @@ class PreparedFrameProtocol(WebSocketProtocol13):
         and variant, shared by every connection); Tornado's write buffer keeps a reference,
         not a copy, for frames over 2 KiB.
         """
+        stream = self.stream
+        return self._write(message, not len(stream._write_buffer) and not stream.closed())
+
+    def _write(self, message: PreparedMessage, idle: bool) -> bool:
+        """Write the frame: to the socket directly when ``idle`` (nothing queued, stream open)."""
         frame: bytes | memoryview = message.frame(
             self.deflate_wbits if self._compressor is not None else None
         )
         self._message_bytes_out += len(message.payload)
         self._wire_bytes_out += len(frame)
         stream = self.stream
-        if type(stream) is IOStream and not len(stream._write_buffer) and not stream.closed():
+        if idle and type(stream) is IOStream:
             # Fast path: nothing queued before it, so the kernel may take the frame at once,
             # without IOStream's per-write Future and callback (most of a write's cost when
             # one message goes to thousands of sockets). What it does not take is queued

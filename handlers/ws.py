@@ -42,7 +42,7 @@ from tornado.websocket import WebSocketClosedError, WebSocketHandler, WebSocketP
 
 from handlers.base import Context
 from handlers.headers import apply_security_headers
-from handlers.tornado_ws import PreparedFrameProtocol, prepared_protocol, unsent_bytes
+from handlers.tornado_ws import PreparedFrameProtocol, prepared_protocol
 from handlers.ws_strict import StrictFramesMixin
 from storage.db import StorageError
 from streaming.auth import COOKIE_NAME
@@ -296,11 +296,12 @@ class PortfolioSocket(WebSocketHandler):
     def send(self, message: PreparedMessage) -> Sent:
         """Write the prepared frame; never closes (the manager does, see :class:`Sent`)."""
         conn = self.ws_connection
-        if not isinstance(conn, PreparedFrameProtocol) or conn.is_closing():
-            return Sent.CLOSED
-        if unsent_bytes(conn) > MAX_BUFFERED_BYTES:
-            return Sent.OVERLOADED
-        return Sent.OK if conn.write_prepared(message) else Sent.CLOSED
+        # type() rather than isinstance(): WebSocketProtocol is an ABC, whose isinstance check
+        # costs a Python-level __instancecheck__ on every frame of the fan-out.
+        if type(conn) is not FolioProtocol:
+            return Sent.CLOSED  # None once closed
+        # is_closing(), the MAX_BUFFERED_BYTES check and the write in one call
+        return conn.offer(message, MAX_BUFFERED_BYTES)
 
     def ping(self, data: str | bytes = b"") -> None:
         """Send a ping frame; ignore a socket that closed meanwhile."""

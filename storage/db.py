@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -40,6 +41,13 @@ __all__ = [
 ]
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+
+#: Seconds a "this user exists" answer of :meth:`Store.user_exists` is reused. A user deleted by
+#: another process (``server.py users delete``) is still accepted by the event hook for at most
+#: this long; in this process :meth:`Store.delete_user` forgets the answer at once.
+USER_EXISTS_TTL_S = 5.0
+#: Most userIds :meth:`Store.user_exists` remembers (the oldest answer is dropped first).
+USER_EXISTS_MAX = 20_000
 
 
 class UserExistsError(ValueError):
@@ -157,6 +165,8 @@ class Store(ABC):
         self.hasher = hasher or PasswordHasher()
         #: The last storage fault (one line), None while the last write succeeded.
         self.fault: str | None = None
+        #: user id → monotonic seconds until which :meth:`user_exists` answers True unasked.
+        self._known_users: dict[int, float] = {}
 
     def _note(self, sql: str, error: BaseException | None) -> None:
         """Track storage health: a failure sets :attr:`fault`, a successful write clears it."""
@@ -269,6 +279,36 @@ class Store(ABC):
         rows = await self._query(f"SELECT {_USER_COLUMNS} FROM users WHERE id = ?", (user_id,))
         return _user(rows[0]) if rows else None
 
+    async def user_exists(self, user_id: int) -> bool:
+        """True when a user with numeric id ``user_id`` exists (disabled or not).
+
+        The event hooks ask this once per event (``POST /internal/events``, the Redis ingest),
+        so a yes is remembered for :data:`USER_EXISTS_TTL_S` seconds (at most
+        :data:`USER_EXISTS_MAX` users): one database read per user and interval instead of one
+        per event. A no is never remembered (a user created a moment ago is found at once).
+        :meth:`delete_user` and :meth:`forget_user` drop the remembered answer.
+
+        Raises:
+            StorageError: the database cannot be read (and the answer is not remembered).
+        """
+        known = self._known_users
+        until = known.get(user_id)
+        now = time.monotonic()
+        if until is not None and until > now:
+            return True
+        user = await self.get_user(user_id)
+        known.pop(user_id, None)
+        if user is None:
+            return False
+        if len(known) >= USER_EXISTS_MAX:
+            del known[next(iter(known))]  # the oldest answer (dicts keep insertion order)
+        known[user_id] = now + USER_EXISTS_TTL_S
+        return True
+
+    def forget_user(self, user_id: int) -> None:
+        """Drop the remembered :meth:`user_exists` answer for ``user_id`` (it was deleted)."""
+        self._known_users.pop(user_id, None)
+
     async def list_users(self) -> list[User]:
         """Return every user, ordered by id."""
         rows = await self._query(f"SELECT {_USER_COLUMNS} FROM users ORDER BY id")
@@ -340,7 +380,9 @@ class Store(ABC):
 
     async def delete_user(self, user_id: int) -> None:
         """Delete a user with their sessions and broker account (``ON DELETE CASCADE``)."""
+        self.forget_user(user_id)
         await self._query("DELETE FROM users WHERE id = ?", (user_id,))
+        self.forget_user(user_id)  # a user_exists() that read the row meanwhile
 
     async def revoke_user_sessions(self, user_id: int) -> list[str]:
         """Revoke every active session of ``user_id``; return their sids."""

@@ -222,6 +222,9 @@ class Broker(ABC):
     def release_slot(self, user_id: str, slot: str) -> None:  # noqa: B027 - optional hook
         """Give back a slot taken with :meth:`acquire_slot` (idempotent, never blocks)."""
 
+    #: True when connection slots live outside this process and expire unless renewed.
+    shares_slots = False
+
     async def refresh_slots(self, slots: list[tuple[str, str]]) -> None:  # noqa: B027
         """Keep this process's ``(user_id, slot)`` pairs alive (slots of a dead process expire)."""
 

@@ -20,7 +20,7 @@ import logging
 from collections.abc import Iterable
 
 from streaming.broker import Publication
-from streaming.events import encode
+from streaming.events import CHANNEL_OF, Channel, EventType, encode
 from streaming.frames import PreparedMessage
 from streaming.session import Sent, Session
 from streaming.subscription import filter_data
@@ -28,6 +28,10 @@ from streaming.subscription import filter_data
 __all__ = ["Hub", "Sent"]
 
 log = logging.getLogger(__name__)
+
+#: The channels whose parts a ``batch`` carries (a connection with all of them and no symbol
+#: filter gets every complete batch as it is).
+_BATCH_CHANNELS = frozenset({Channel.POSITIONS, Channel.ORDERS, Channel.ACCOUNT})
 
 
 class Hub:
@@ -97,20 +101,45 @@ class Hub:
         """
         sent = 0
         overloaded: list[Session] = []
+        clients = self._by_user.get(pub.user_id)
+        if not clients:
+            return 0, overloaded
+        type_, data = pub.type, pub.data
+        # What every connection without a symbol filter gets, decided once per publication
+        # instead of once per connection (filter_data's rules; tests/streaming/test_hub.py
+        # checks both agree): the data itself when its channel is subscribed, or, for a batch,
+        # when every part is non-empty and all of its channels are subscribed.
+        channel = CHANNEL_OF.get(type_)
+        if type_ == EventType.STATUS:
+            whole: frozenset[Channel] | None = frozenset()
+        elif type_ == EventType.BATCH:
+            whole = _BATCH_CHANNELS if data and all(data.values()) else None
+        else:
+            whole = None if channel is None else frozenset((channel,))
+        shared: PreparedMessage | None = None
         # Keyed by id(); the data object is kept alive next to its message so an id is never
         # reused by another connection's freshly filtered batch within this loop.
         prepared: dict[int, tuple[object, PreparedMessage]] = {}
-        for client in tuple(self._by_user.get(pub.user_id, ())):
-            data = filter_data(client.subscription, pub.type, pub.data)
-            if data is None:
-                continue
-            cached = prepared.get(id(data))
-            if cached is None:
-                message = PreparedMessage(encode(pub.message(data)))
-                prepared[id(data)] = (data, message)
+        for client in tuple(clients):
+            sub = client.subscription
+            if whole is not None and sub.symbols is None and whole <= sub.channels:
+                if shared is None:
+                    shared = PreparedMessage(encode(pub.message(data)))
+                    prepared[id(data)] = (data, shared)
+                message = shared
             else:
-                message = cached[1]
-            held = client.subscription.held
+                filtered = filter_data(sub, type_, data)
+                if filtered is None:
+                    continue
+                cached = prepared.get(id(filtered))
+                if cached is None:
+                    message = PreparedMessage(encode(pub.message(filtered)))
+                    prepared[id(filtered)] = (filtered, message)
+                    if filtered is data:
+                        shared = message
+                else:
+                    message = cached[1]
+            held = sub.held
             if held is not None:
                 held.append((pub.seq, message))
                 sent += 1

@@ -269,6 +269,8 @@ class StreamManager:
 
     async def _refresh_slots(self) -> None:
         """Renew this process's connection slots with the engine (they expire otherwise)."""
+        if not self.broker.shares_slots:  # the memory engine: nothing expires
+            return
         slots = [(c.user_id, c.slot) for c in self.hub.all() if c.slot is not None]
         try:
             await self.broker.refresh_slots(slots)

@@ -144,6 +144,8 @@ class RedisBroker(Broker):
         # SUBSCRIBE/UNSUBSCRIBE are sent one at a time, each deciding under the lock.
         self._sub_lock = asyncio.Lock()
 
+    shares_slots = True
+
     def _channel(self, user_id: str) -> str:
         return f"{self.prefix}:pub:{user_id}"
 

@@ -19,6 +19,8 @@ from streaming.frames import PreparedMessage
 
 __all__ = ["Subscription", "filter_data"]
 
+_BATCH_CHANNELS = frozenset({Channel.POSITIONS, Channel.ORDERS, Channel.ACCOUNT})
+
 
 @dataclass
 class Subscription:
@@ -50,7 +52,7 @@ def filter_data(sub: Subscription, type_: str, data: Mapping[str, Any]) -> Mappi
     if type_ == EventType.STATUS:
         return data
     if type_ == EventType.BATCH:
-        every = {Channel.POSITIONS, Channel.ORDERS, Channel.ACCOUNT} <= sub.channels
+        every = _BATCH_CHANNELS <= sub.channels
         if every and sub.symbols is None and data and all(data.values()):
             return data  # nothing to cut: every such connection shares one encoded frame
         out: dict[str, Any] = {}

@@ -38,6 +38,8 @@ class _Manager(Protocol):
 class _Sessions(Protocol):
     async def active_sids(self, sids: list[str]) -> set[str]: ...
 
+    def forget_user(self, user_id: int) -> None: ...
+
 
 def control_channel(prefix: str) -> str:
     """The Redis pub/sub channel of control messages for deployment ``prefix``."""
@@ -178,6 +180,8 @@ class UserControl:
             log.warning("malformed control message ignored: %.200r", raw)
             return
         if op == "close_user":
+            if user_id.isdigit():  # deleted or disabled: the hooks stop accepting it at once
+                self.sessions.forget_user(int(user_id))
             closed = self.manager.close_user(user_id)
             if closed:
                 log.info("closed %d socket(s) of user %s (control message)", closed, user_id)

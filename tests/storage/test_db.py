@@ -207,3 +207,76 @@ def test_disable_delete_passwd_unlink_and_audit(store_url: str) -> None:
         await store.close()
 
     run(go())
+
+
+def test_user_exists_is_remembered_briefly_and_forgotten_on_delete(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """user_exists reads once per user and TTL; a no, a delete and an expired yes read again."""
+    import storage.db as db
+
+    async def go() -> None:
+        store = await _open(store_url)
+        user = await store.create_user("frank", "pw1")
+        other = await store.create_user("gina", "pw1")
+        reads: list[int] = []
+        get_user = store.get_user
+
+        async def counting(user_id: int) -> Any:
+            reads.append(user_id)
+            return await get_user(user_id)
+
+        monkeypatch.setattr(store, "get_user", counting)
+        clock = [1000.0]
+        monkeypatch.setattr(db.time, "monotonic", lambda: clock[0])
+
+        assert await store.user_exists(user.id) is True
+        assert await store.user_exists(user.id) is True
+        assert reads == [user.id]  # the second answer was remembered
+        assert await store.user_exists(999_999) is False
+        assert await store.user_exists(999_999) is False
+        assert reads.count(999_999) == 2  # a no is never remembered
+
+        clock[0] += db.USER_EXISTS_TTL_S + 0.1  # expired: read again
+        assert await store.user_exists(user.id) is True
+        assert reads.count(user.id) == 2
+
+        # a disabled user still exists (the hook accepts their events, as before the cache)
+        await store.set_disabled(other.id, True)
+        assert await store.user_exists(other.id) is True
+
+        await store.delete_user(user.id)  # forgotten at once in this process
+        assert await store.user_exists(user.id) is False
+        await store.close()
+
+    run(go())
+
+
+def test_user_exists_memory_is_bounded_and_errors_are_not_remembered(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At most USER_EXISTS_MAX answers are kept (oldest dropped); a failed read raises, unkept."""
+    import storage.db as db
+
+    monkeypatch.setattr(db, "USER_EXISTS_MAX", 2)
+
+    async def go() -> None:
+        store = await _open(f"sqlite:///{tmp_path}/b.db")
+        users = [await store.create_user(f"u{n}", "pw1") for n in range(3)]
+        for user in users:
+            assert await store.user_exists(user.id)
+        assert list(store._known_users) == [users[1].id, users[2].id]
+
+        async def broken(user_id: int) -> Any:
+            raise db.StorageError("SQLite: disk I/O error")
+
+        monkeypatch.setattr(store, "get_user", broken)
+        with pytest.raises(db.StorageError):
+            await store.user_exists(users[0].id)  # not remembered: asked again
+        assert await store.user_exists(users[2].id)  # remembered: no read needed
+        store.forget_user(users[2].id)
+        with pytest.raises(db.StorageError):
+            await store.user_exists(users[2].id)
+        await store.close()
+
+    run(go())

@@ -324,3 +324,57 @@ def test_close_all_default_and_subset():
     hub.close_all(1001, "bye")
     assert a.closed == [(1001, "bye")]
     assert b.closed == [(1001, "bye"), (1001, "bye")]
+
+
+# -- the per-publication shortcut agrees with filter_data ---------------------------------------
+
+
+def _subsets(items: list[Any]) -> list[set[Any]]:
+    return [{x for i, x in enumerate(items) if mask >> i & 1} for mask in range(1 << len(items))]
+
+
+@pytest.mark.parametrize(
+    "type_,data",
+    [
+        ("position_update", POS_AAPL),
+        ("order_update", {"symbol": "MSFT", "orderId": "o1"}),
+        ("account_update", ACCOUNT),
+        ("trade_executed", {"symbol": "AAPL", "executionId": "e1"}),
+        ("status", {"broker": "connected"}),
+        ("batch", {"positions": [POS_AAPL, POS_MSFT], "orders": [POS_AAPL], "account": ACCOUNT}),
+        ("batch", {"positions": [POS_AAPL], "account": ACCOUNT}),  # no orders part
+        ("batch", {"positions": [POS_AAPL], "orders": [], "account": ACCOUNT}),  # an empty part
+        ("batch", {"positions": [POS_MSFT], "orders": [POS_AAPL], "account": None}),
+        ("snapshot", {"positions": []}),  # not a stream type: nobody gets it
+    ],
+)
+def test_deliver_sends_what_filter_data_allows_for_every_subscription(type_, data):
+    """Every channel set × symbol filter: the hub sends filter_data's answer, no more, no less.
+
+    The hub decides once per publication what unfiltered connections get; this checks that
+    shortcut against filter_data (the one definition of the rules) for all 16 channel sets
+    with no filter, an AAPL filter, an MSFT filter and an empty filter.
+    """
+    from streaming.subscription import filter_data
+
+    hub = Hub(max_per_user=1000)
+    clients = []
+    for channels in _subsets(sorted(ALL)):
+        for symbols in (None, {"AAPL"}, {"MSFT"}, set()):
+            client = FakeClient(channels=channels, symbols=symbols)
+            hub.add(client)
+            clients.append(client)
+    sent, overloaded = hub.deliver(pub("1", type_, data))
+    expected = 0
+    for client in clients:
+        want = filter_data(client.subscription, type_, data)
+        got = [m["data"] for m in client.messages()]
+        assert got == ([] if want is None else [ujson.loads(encode(want))]), (
+            client.subscription,
+            got,
+        )
+        expected += want is not None
+    assert (sent, overloaded) == (expected, [])
+    # every connection that gets the data uncut shares one prepared message
+    whole = {id(c.frames[0]) for c in clients if filter_data(c.subscription, type_, data) is data}
+    assert len(whole) <= 1
