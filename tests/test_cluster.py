@@ -360,6 +360,8 @@ class Client:
         self.events: list[tuple[int, str, dict[str, Any]]] = []
         self.closes: list[int | None] = []
         self.resumed: list[bool] = []
+        #: (last seq held, seq received) of every jump seen on a live connection
+        self.gaps: list[tuple[int, int]] = []
         self.connections = 0
         self.local_port = 0
         self.ws: ClientConnection | None = None
@@ -388,7 +390,8 @@ class Client:
                     await self._subscribe(ws)
                     self.connected.set()
                     async for raw in ws:
-                        self._take(json.loads(raw))
+                        if not self._take(json.loads(raw)):
+                            break  # a seq gap: resume from the last seq held, as the SPA does
             except ConnectionClosed as exc:
                 self.closes.append(exc.rcvd.code if exc.rcvd else None)
             except (OSError, InvalidStatus, TimeoutError):
@@ -418,11 +421,16 @@ class Client:
             self.base = snapshot["seq"]
         self.epoch, self.last_seq = snapshot["epoch"], snapshot["seq"]
 
-    def _take(self, msg: dict[str, Any]) -> None:
+    def _take(self, msg: dict[str, Any]) -> bool:
+        """Record a stream event; False on a gap in ``seq`` (the event is not kept)."""
         if msg["type"] in ("subscribed", "snapshot", "pong", "error"):
-            return
-        self.events.append((msg["seq"], msg["type"], msg["data"]))
-        self.last_seq, self.epoch = msg["seq"], msg["epoch"]
+            return True
+        if self.last_seq is not None and msg["seq"] > self.last_seq + 1:
+            self.gaps.append((self.last_seq, msg["seq"]))
+            return False
+        self.events.append((msg["seq"], msg["type"], msg["data"]))  # a repeat is kept: checked
+        self.last_seq, self.epoch = max(self.last_seq or 0, msg["seq"]), msg["epoch"]
+        return True
 
     def __repr__(self) -> str:
         return (
@@ -437,9 +445,14 @@ class Client:
     def execution_ids(self) -> list[str]:
         return [d["executionId"] for _, t, d in self.events if t == "trade_executed"]
 
-    def check_every_seq_once(self) -> None:
-        """Every seq from the first snapshot to the last event exactly once, in order."""
+    def check_every_seq_once(self, gaps_allowed: bool = False) -> None:
+        """Every seq from the first snapshot to the last event exactly once, in order.
+
+        ``gaps_allowed``: a live connection may have skipped events (then the client resumed
+        from its last seq by replay); otherwise a skip fails even though the replay filled it.
+        """
         assert self.base is not None, f"{self.name}: never subscribed"
+        assert gaps_allowed or not self.gaps, f"{self.name}: live delivery skipped {self.gaps}"
         assert all(self.resumed), f"{self.name}: a resumption was not recovered: {self.resumed}"
         seqs = [s for s, _, _ in self.events]
         assert seqs, f"{self.name}: no event at all"
@@ -817,7 +830,7 @@ def test_redis_restart_loses_nothing(cluster: Cluster) -> None:
     exactly once, resuming by replay, and the hook's events accepted meanwhile arrive."""
     cluster.heal()
 
-    async def scenario() -> None:
+    async def scenario() -> dict[str, Any]:
         clients = await _clients(cluster, ["alice", "bob"])
         sender = await asyncio.to_thread(HookSender, cluster, cluster.web_pids()[0], cluster.user_ids)
         await asyncio.sleep(1.0)
@@ -829,10 +842,13 @@ def test_redis_restart_loses_nothing(cluster: Cluster) -> None:
         await asyncio.to_thread(cluster.redis.start)
         await _finish(clients, sender)
         for client in clients:
-            client.check_every_seq_once()
+            # While the fan-out subscription is down, live delivery pauses: the client sees a
+            # jump in seq and resumes (streaming/redis_broker.py); the replay must fill it.
+            client.check_every_seq_once(gaps_allowed=True)
             seen = client.order_ids()
             for order_id in sender.accepted[client.name]:
                 assert seen.count(order_id) == 1, f"{client.name}: {order_id} x{seen.count(order_id)}"
+        return {c.name: {"gaps": c.gaps, "resumed": c.resumed} for c in clients}
 
-    asyncio.run(scenario())
+    print("\nRedis restart:", asyncio.run(scenario()))
     cluster.heal()
