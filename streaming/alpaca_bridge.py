@@ -18,6 +18,15 @@ thread and hands messages to the IOLoop with ``loop.call_soon_threadsafe``. ``su
 thread, never from the stream's thread (that deadlocks). Reconnection with exponential backoff
 is alpaca-py's own (``_run_forever``); a stream thread that dies anyway is restarted with
 backoff by :class:`_StreamThread`. Synchronous REST calls run in the default executor.
+
+Catch-up on a hand-over (issue 9, item 2; ``docs/catchup.md``). Given a ``fills_ledger`` (the
+engine's :meth:`streaming.broker.Broker.published_fills`), every account the bridge starts — at
+:meth:`AlpacaBridge.start` and when :meth:`AlpacaBridge.set_accounts` adds one — is brought up
+in this order: its trading stream starts with its trade updates *held* (a per-account queue on
+the IOLoop); the ledger is read (what the previous owner published); the REST sync runs; the
+executions after the ledger's newest fill (:func:`streaming.catchup.catch_up`, in an executor)
+are applied through :meth:`PortfolioService.on_trade_update`, in broker order; the held updates
+are released, minus the executions the catch-up already applied; the account is live.
 """
 
 from __future__ import annotations
@@ -26,17 +35,30 @@ import asyncio
 import functools
 import logging
 import threading
-from collections.abc import Awaitable, Callable, Mapping
+from collections import deque
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tornado.ioloop import PeriodicCallback
 
+from streaming.broker import PublishedFills
+from streaming.catchup import CatchUpEvent, catch_up, fill_key
 from streaming.service import PortfolioService
 from streaming.tasks import spawn
 
-__all__ = ["AlpacaBridge", "BridgeAccount", "Endpoints"]
+__all__ = ["AlpacaBridge", "BridgeAccount", "Endpoints", "FillsLedger"]
+
+FillsLedger = Callable[[str], Awaitable[PublishedFills]]
+"""Reads a user's fills ledger: the engine's ``published_fills`` (``userId → PublishedFills``)."""
+
+#: Seconds subtracted from the ledger's newest fill time to get the catch-up's ``since``: the
+#: stream's event time and the broker's REST times may differ by a little (the catch-up reads
+#: fills from a further ``overlap_s`` before it anyway and drops what the ledger holds).
+CATCH_UP_SLACK_S = 2.0
+#: Trade updates applied between two yields to the IOLoop while a catch-up is published.
+_APPLY_SLICE = 200
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +144,8 @@ class _StreamThread:
                 asyncio.run_coroutine_threadsafe(self._shutdown(stream), loop).result(timeout)
             except Exception:  # the loop may already be gone
                 log.debug("%s: stop signal not delivered", self.name, exc_info=True)
-        self._thread.join(timeout)
+        if self._thread.ident is not None:  # a stop right after start() may come first
+            self._thread.join(timeout)
 
     @staticmethod
     async def _shutdown(stream: Any) -> None:
@@ -151,6 +174,15 @@ class AlpacaBridge:
         calendar_factory: builds the exchange calendar used to sync right after each market
             close and open (when the broker's ``last_equity`` and day change); None disables
             those syncs. Called once, in an executor thread (loading it imports pandas).
+        fills_ledger: reads what the engine has published for a user (the engine's
+            ``published_fills``); when given, every account started is caught up before it
+            streams (module docstring, ``docs/catchup.md``). None: no catch-up, streams go
+            live at once (one process, no hand-over).
+        catch_up_attempts: tries of sync + catch-up before the account goes live anyway
+            (its gap stays pending and is retried at every periodic sync until it succeeds).
+        catch_up_backoff_s: seconds before the second try, doubled before each next one.
+        catch_up_timeout_s: seconds one catch-up's REST reads may take before it counts as
+            failed.
     """
 
     def __init__(
@@ -165,7 +197,13 @@ class AlpacaBridge:
         paper: bool = True,
         accounts_provider: Callable[[], Awaitable[list[BridgeAccount]]] | None = None,
         calendar_factory: Callable[[], Any] | None = _default_calendar,
+        fills_ledger: FillsLedger | None = None,
+        catch_up_attempts: int = 4,
+        catch_up_backoff_s: float = 1.0,
+        catch_up_timeout_s: float = 60.0,
     ) -> None:
+        if catch_up_attempts < 1:
+            raise ValueError("catch_up_attempts must be at least 1")
         self.service = service
         self.accounts = list(accounts)
         self.endpoints = endpoints or Endpoints()
@@ -192,6 +230,18 @@ class AlpacaBridge:
         self.boundary_delay_s = 10.0
         #: Time (UTC) of the next close/open sync, None until known.
         self.next_boundary_sync: datetime | None = None
+        self.fills_ledger = fills_ledger
+        self.catch_up_attempts = catch_up_attempts
+        self.catch_up_backoff_s = catch_up_backoff_s
+        self.catch_up_timeout_s = catch_up_timeout_s
+        #: userId → trade updates held while the account is caught up (present = holding).
+        self._held: dict[str, deque[Mapping[str, Any]]] = {}
+        #: userId → ``(since, floor)`` of a catch-up that failed; retried at every sync.
+        self._pending: dict[str, tuple[datetime, datetime | None]] = {}
+        self.catch_ups = 0
+        self.caught_up_fills = 0
+        self.catch_up_errors = 0
+        self.held_duplicates = 0
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -200,7 +250,7 @@ class AlpacaBridge:
         self.service.symbols_listener = self._on_symbols
         for account in self.accounts:
             self._start_trading(account)
-        await self.sync_all()
+        await asyncio.gather(*(self._bring_up(a) for a in self.accounts))
         self._timers.append(PeriodicCallback(self._sync_soon, self.sync_interval_s * 1000.0))
         stale_tick = min(self.service.stale_after_s / 3.0, 5.0) * 1000.0
         self._timers.append(PeriodicCallback(self.service.check_staleness, stale_tick))
@@ -258,6 +308,8 @@ class AlpacaBridge:
 
     def _start_trading(self, account: BridgeAccount) -> None:
         self.service.add_account(account.user_id)
+        if self.fills_ledger is not None:  # held until caught up (before the first message)
+            self._held[account.user_id] = deque()
         thread = _StreamThread(
             f"trading-stream-{account.user_id}", functools.partial(self._trading_stream, account)
         )
@@ -281,12 +333,14 @@ class AlpacaBridge:
         await asyncio.gather(*(loop.run_in_executor(None, t.stop) for t in threads))
         for user_id in gone:
             self._clients.pop(user_id, None)
+            self._held.pop(user_id, None)
+            self._pending.pop(user_id, None)
         self.accounts = list(new.values())
         started = [a for u, a in new.items() if old.get(u) != a]
         for account in started:
             log.info("trader %s linked: starting its trading stream", account.user_id)
             self._start_trading(account)
-        await asyncio.gather(*(self.sync_account(a) for a in started))
+        await asyncio.gather(*(self._bring_up(a) for a in started))
         return [a.user_id for a in started]
 
     async def _refresh_and_sync(self) -> None:
@@ -296,6 +350,8 @@ class AlpacaBridge:
             except Exception:
                 log.exception("could not refresh the linked accounts")
         await self.sync_all()
+        if self._pending:
+            await asyncio.gather(*(self._retry_pending(u) for u in list(self._pending)))
 
     async def stop(self) -> None:
         """Stop timers and every stream (each given up to 2 s), in executor threads."""
@@ -337,14 +393,186 @@ class AlpacaBridge:
         )
         loop = self._loop
         assert loop is not None
-        service = self.service
+        deliver = self._on_trade_update
 
         async def on_trade_update(message: Mapping[str, Any]) -> None:
             data = message.get("data", message)
-            loop.call_soon_threadsafe(service.on_trade_update, account.user_id, data)
+            loop.call_soon_threadsafe(deliver, account.user_id, data)
 
         stream.subscribe_trade_updates(on_trade_update)
         return stream
+
+    def _on_trade_update(self, user_id: str, data: Mapping[str, Any]) -> None:
+        """A trade update from the stream (on the IOLoop): held while catching up, else applied."""
+        held = self._held.get(user_id)
+        if held is not None:
+            held.append(data)
+        else:
+            self.service.on_trade_update(user_id, data)
+
+    # -- catch-up on a hand-over ------------------------------------------------------------------
+    async def _bring_up(self, account: BridgeAccount) -> bool:
+        """Sync and catch up one account whose stream was just started (held), then release it.
+
+        Tries ``catch_up_attempts`` times with doubling backoff; each failure is one warning
+        line naming the cause. If every try fails the account goes live anyway: its held updates
+        are released, and the gap (when the ledger could be read) stays pending, retried at
+        every periodic sync (:meth:`_retry_pending`).
+
+        Returns:
+            True when the account was caught up (or needed nothing), False when it went live
+            without (or was unlinked meanwhile).
+        """
+        user_id = account.user_id
+        if self.fills_ledger is None:
+            return await self.sync_account(account)
+        thread = self._trading.get(user_id)
+        ledger: PublishedFills | None = None
+        seen: Collection[str] = ()
+        for attempt in range(self.catch_up_attempts):
+            if attempt:
+                await asyncio.sleep(self.catch_up_backoff_s * 2 ** (attempt - 1))
+            if self._stopped or self._trading.get(user_id) is not thread:
+                return False  # stopped, unlinked or re-keyed meanwhile: that one takes over
+            stage = "reading the fills ledger"
+            try:
+                if ledger is None:
+                    ledger = await self.fills_ledger(user_id)
+                seen = ledger.ids
+                stage = "REST sync"
+                if not await self.sync_account(account):
+                    raise RuntimeError("the REST sync did not complete")
+                stage = "catch-up"
+                start = self._catch_up_start(ledger)
+                if start is not None:
+                    since, floor = start
+                    seen = await self._catch_up(account, since, floor, ledger.ids, thread)
+                self._release(user_id, thread, seen)
+                return True
+            except Exception as exc:
+                self.catch_up_errors += 1
+                log.warning(
+                    "catch-up of trader %s failed at %s (try %d of %d): %s: %s",
+                    user_id,
+                    stage,
+                    attempt + 1,
+                    self.catch_up_attempts,
+                    type(exc).__name__,
+                    exc,
+                )
+        start = None if ledger is None else self._catch_up_start(ledger)
+        if start is not None and self._trading.get(user_id) is thread:
+            self._pending[user_id] = start
+        log.warning(
+            "trader %s streams live without catch-up after %d tries; %s",
+            user_id,
+            self.catch_up_attempts,
+            "the missed executions will be published when a retry at a later sync succeeds"
+            if start is not None
+            else "nothing to compare against (fills ledger unreadable or empty)",
+        )
+        self._release(user_id, thread, seen)
+        return False
+
+    @staticmethod
+    def _catch_up_start(ledger: PublishedFills) -> tuple[datetime, datetime | None] | None:
+        """Return ``(since, floor)`` of the catch-up a ledger calls for, None when none does.
+
+        ``since`` is the newest published fill time minus :data:`CATCH_UP_SLACK_S`; without
+        any fill in the epoch, the epoch's start, and then ``floor`` = that start (nothing from
+        before the stream began is published: clients took a snapshot of it). A ledger with no
+        publication at all: None.
+        """
+        if ledger.newest is not None:
+            return ledger.newest - timedelta(seconds=CATCH_UP_SLACK_S), None
+        if ledger.started_at is not None:
+            return ledger.started_at, ledger.started_at
+        return None
+
+    async def _catch_up(
+        self,
+        account: BridgeAccount,
+        since: datetime,
+        floor: datetime | None,
+        seen: Collection[str],
+        thread: _StreamThread | None,
+    ) -> set[str]:
+        """Read the executions after ``since`` and apply them in order; return the ids/keys seen.
+
+        Raises:
+            Exception: the REST reads failed (alpaca-py ``APIError``, network,
+                :class:`streaming.catchup.CatchUpError`, a timeout); nothing was applied.
+        """
+        loop = asyncio.get_running_loop()
+        client = self._client(account)
+        read = functools.partial(catch_up, client, since=since, seen=seen)
+        result = await asyncio.wait_for(loop.run_in_executor(None, read), self.catch_up_timeout_s)
+        events: list[CatchUpEvent] = result.events
+        if floor is not None:
+            events = [e for e in events if e.timestamp >= floor]
+        if self._trading.get(account.user_id) is not thread:
+            return result.seen  # unlinked while reading: its successor catches up instead
+        for index, event in enumerate(events):
+            self.service.on_trade_update(account.user_id, event.trade_update())
+            if index % _APPLY_SLICE == _APPLY_SLICE - 1:
+                await asyncio.sleep(0)  # the loop breathes; stream updates are still held
+        fills = sum(1 for e in events if e.fill is not None)
+        self.catch_ups += 1
+        self.caught_up_fills += fills
+        if events:
+            log.info(
+                "trader %s caught up: %d execution(s), %d order update(s) since %s",
+                account.user_id,
+                fills,
+                len(events) - fills,
+                since.isoformat(),
+            )
+        return result.seen
+
+    def _release(self, user_id: str, thread: _StreamThread | None, seen: Collection[str]) -> None:
+        """Apply the held trade updates in arrival order and go live (synchronously).
+
+        An execution the catch-up already applied — same ``execution_id``, or same fill key
+        (:func:`streaming.catchup.fill_key` of ``order.id`` and ``order.filled_qty``: Alpaca
+        does not document that an activity's id carries the stream's ``execution_id``) — is
+        dropped; the rest go to the service, which drops repeated order versions itself.
+        """
+        if self._trading.get(user_id) is not thread:
+            return
+        held = self._held.pop(user_id, None)
+        for data in held or ():
+            if seen and _already_applied(data, seen):
+                self.held_duplicates += 1
+                continue
+            self.service.on_trade_update(user_id, data)
+
+    async def _retry_pending(self, user_id: str) -> None:
+        """Retry the catch-up of an account that went live without it (one warning if it fails).
+
+        ``since`` is the one of the hand-over; ``seen`` is the ledger now, which holds every
+        execution published since, live ones included. What it finds is published late (after
+        live executions) but once.
+        """
+        start = self._pending.get(user_id)
+        account = next((a for a in self.accounts if a.user_id == user_id), None)
+        if start is None or account is None or self.fills_ledger is None:
+            self._pending.pop(user_id, None)
+            return
+        thread = self._trading.get(user_id)
+        try:
+            ledger = await self.fills_ledger(user_id)
+            await self._catch_up(account, start[0], start[1], ledger.ids, thread)
+        except Exception as exc:
+            self.catch_up_errors += 1
+            log.warning(
+                "catch-up of trader %s still failing (%s: %s); retrying at the next sync",
+                user_id,
+                type(exc).__name__,
+                exc,
+            )
+            return
+        if self._pending.get(user_id) == start:
+            del self._pending[user_id]
 
     # -- market data ------------------------------------------------------------------------------
     def _data_stream(self) -> Any:
@@ -502,4 +730,31 @@ class AlpacaBridge:
             "marketData": self._data.is_alive() if self._data else False,
             "syncs": self.syncs,
             "syncErrors": self.sync_errors,
+            "catchUp": {
+                "runs": self.catch_ups,
+                "executions": self.caught_up_fills,
+                "errors": self.catch_up_errors,
+                "duplicatesDropped": self.held_duplicates,
+                "holding": sorted(self._held),
+                "pending": sorted(self._pending),
+            },
         }
+
+
+def _already_applied(data: Mapping[str, Any], seen: Collection[str]) -> bool:
+    """True for a fill whose execution id or fill key is in ``seen`` (malformed: False)."""
+    if not isinstance(data, Mapping) or data.get("event") not in ("fill", "partial_fill"):
+        return False
+    execution_id = data.get("execution_id")
+    if isinstance(execution_id, str) and execution_id in seen:
+        return True
+    order = data.get("order")
+    if not isinstance(order, Mapping):
+        return False
+    order_id, filled = order.get("id"), order.get("filled_qty")
+    if not isinstance(order_id, str) or filled is None:
+        return False
+    try:
+        return fill_key(order_id, filled) in seen
+    except (ValueError, TypeError, ArithmeticError):
+        return False

@@ -10,6 +10,11 @@ contract, which every engine keeps:
 - :meth:`Broker.recover` returns the publications after a given ``(seq, epoch)`` position if all
   of them are still held, or None when they are not (the client must then take a snapshot).
   Recovery can never silently skip events.
+- The *fills ledger*: publishing a ``trade_executed`` event records its execution id and fill
+  time in the user's ledger (the newest :data:`FILLS_LEDGER_SIZE` kept) **atomically with the
+  publication**: a fill is recorded if and only if its event was published. The ledger lives
+  and dies with the history (a new epoch starts it empty). :meth:`Broker.published_fills` reads
+  it; a bridge taking a broker account over catches up from it (``docs/catchup.md``).
 
 Engines: :class:`streaming.memory_broker.MemoryBroker` (one process only; history lives and dies
 with the process) and :class:`streaming.redis_broker.RedisBroker` (streams shared by every
@@ -21,11 +26,25 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from streaming.events import envelope
+from streaming.events import EventType, envelope
 
-__all__ = ["Broker", "BrokerUnavailable", "Publication", "PublicationHandler"]
+__all__ = [
+    "FILLS_LEDGER_SIZE",
+    "Broker",
+    "BrokerUnavailable",
+    "PublishedFills",
+    "Publication",
+    "PublicationHandler",
+    "fill_record",
+    "ms_to_datetime",
+]
+
+#: Fills kept per user in the fills ledger (the newest by fill time).
+FILLS_LEDGER_SIZE = 1000
+_UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class BrokerUnavailable(ConnectionError):
@@ -68,6 +87,55 @@ class Publication:
 
 
 PublicationHandler = Callable[[Publication], None]
+
+
+@dataclass(frozen=True)
+class PublishedFills:
+    """What a user's fills ledger holds: the executions published to the user's stream.
+
+    Attributes:
+        newest: fill time (aware UTC, millisecond precision) of the newest recorded execution,
+            None when none is recorded in this epoch.
+        ids: the execution ids recorded (at most :data:`FILLS_LEDGER_SIZE`, the newest).
+        started_at: wall-clock time (aware UTC, ms) of the first publication of the current
+            epoch, i.e. since when every execution should be in the stream; None when nothing
+            has been published in it yet.
+    """
+
+    newest: datetime | None
+    ids: frozenset[str]
+    started_at: datetime | None
+
+
+def fill_record(type_: str, data: Mapping[str, Any]) -> tuple[str, int] | None:
+    """Return what the fills ledger records for a publication, or None when it records nothing.
+
+    Args:
+        type_: the stream event type.
+        data: the event data (wire shape; ``TradeExecuted``: ``executionId``, ``timestamp``).
+
+    Returns:
+        ``(execution id, fill time in ms since the Unix epoch)`` for a ``trade_executed`` event
+        that carries a non-empty ``executionId`` and an ISO 8601 ``timestamp``; else None (such
+        an event is still published, just not recorded).
+    """
+    if type_ != EventType.TRADE_EXECUTED:
+        return None
+    execution_id, stamp = data.get("executionId"), data.get("timestamp")
+    if not isinstance(execution_id, str) or not execution_id or not isinstance(stamp, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(stamp)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return execution_id, (moment - _UNIX_EPOCH) // timedelta(milliseconds=1)
+
+
+def ms_to_datetime(ms: float) -> datetime:
+    """Return the aware UTC datetime of ``ms`` milliseconds since the Unix epoch."""
+    return _UNIX_EPOCH + timedelta(milliseconds=int(ms))
 
 
 class Broker(ABC):
@@ -113,6 +181,17 @@ class Broker(ABC):
         Returns:
             The publications in order (possibly empty), or None when the epoch differs or
             history no longer reaches back to ``since_seq + 1``.
+        """
+
+    @abstractmethod
+    async def published_fills(self, user_id: str) -> PublishedFills:
+        """Read ``user_id``'s fills ledger (see the module docstring).
+
+        Returns:
+            The :class:`PublishedFills` of the current epoch.
+
+        Raises:
+            BrokerUnavailable: the backing service is unreachable.
         """
 
     async def watch(self, user_id: str) -> None:  # noqa: B027 - optional hook

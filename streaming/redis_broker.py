@@ -6,14 +6,19 @@ Keys per user ``u`` (hash-tagged ``{u}`` so one user's keys share a Redis Cluste
 - ``<prefix>:{u}:epoch`` — the stream epoch, created on first publish;
 - ``<prefix>:{u}:hist`` — a Redis Stream holding the last ``history_size`` publications, entry id
   ``<seq>-0`` (``XADD … MAXLEN ~``), read back by :meth:`RedisBroker.recover` with ``XRANGE``;
+- ``<prefix>:{u}:fills`` — the fills ledger: a sorted set of the execution ids of the published
+  ``trade_executed`` events, score = fill time (ms since the Unix epoch), the newest
+  ``fills_ledger_size`` kept (``ZREMRANGEBYRANK``);
+- ``<prefix>:{u}:started`` — wall-clock ms of the epoch's first publication (``SET NX``);
 - channel ``<prefix>:pub:<u>`` — every publication, fanned out by ``PUBLISH``.
 
-One Lua script numbers, stores and publishes (Redis runs scripts atomically), which is the
-broker contract of :mod:`streaming.broker`: subscribers see a user's publications in ``seq``
-order, and history and live fan-out agree. If Redis loses the keys (restart without
-persistence, eviction), the epoch key goes with them: the next publish creates a new epoch and
-restarts ``seq`` at 1, so clients holding the old epoch take a snapshot instead of silently
-skipping events.
+One Lua script numbers, stores, records the fill and publishes (Redis runs scripts atomically),
+which is the broker contract of :mod:`streaming.broker`: subscribers see a user's publications
+in ``seq`` order, history and live fan-out agree, and a fill is in the ledger exactly when its
+event was published; a new epoch starts with an empty ledger. If Redis loses the keys (restart
+without persistence, eviction), the epoch key goes with them: the next publish creates a new
+epoch and restarts ``seq`` at 1, so clients holding the old epoch take a snapshot instead of
+silently skipping events.
 
 Connection slots (REQ-3 across processes): ``<prefix>:{u}:conns`` is a sorted set of the user's
 open connections, scored by the (Redis server) time their lease expires. :meth:`RedisBroker.
@@ -45,7 +50,16 @@ from typing import Any
 import redis.asyncio as aioredis
 import ujson
 
-from streaming.broker import Broker, BrokerUnavailable, Publication, PublicationHandler
+from streaming.broker import (
+    FILLS_LEDGER_SIZE,
+    Broker,
+    BrokerUnavailable,
+    Publication,
+    PublicationHandler,
+    PublishedFills,
+    fill_record,
+    ms_to_datetime,
+)
 from streaming.events import utc_now_iso
 from streaming.pacing import TimeSlicer
 from streaming.tasks import spawn
@@ -54,16 +68,23 @@ __all__ = ["RedisBroker"]
 
 log = logging.getLogger(__name__)
 
-# KEYS: seq, epoch, hist. ARGV: payload, candidate epoch, history size, channel.
+# KEYS: seq, epoch, hist, fills, started. ARGV: payload, candidate epoch, history size,
+# channel, now (ms), execution id ('' when the event is not a recorded fill), fill time (ms),
+# fills ledger size.
 _PUBLISH_LUA = """
 local epoch = redis.call('GET', KEYS[2])
 if not epoch then
   epoch = ARGV[2]
   redis.call('SET', KEYS[2], epoch)
-  redis.call('DEL', KEYS[1], KEYS[3])
+  redis.call('DEL', KEYS[1], KEYS[3], KEYS[4], KEYS[5])
 end
+redis.call('SET', KEYS[5], ARGV[5], 'NX')
 local seq = redis.call('INCR', KEYS[1])
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], seq .. '-0', 'p', ARGV[1])
+if ARGV[6] ~= '' then
+  redis.call('ZADD', KEYS[4], ARGV[7], ARGV[6])
+  redis.call('ZREMRANGEBYRANK', KEYS[4], 0, -(tonumber(ARGV[8]) + 1))
+end
 redis.call('PUBLISH', ARGV[4], seq .. '|' .. epoch .. '|' .. ARGV[1])
 return {seq, epoch}
 """
@@ -90,6 +111,7 @@ class RedisBroker(Broker):
         prefix: key and channel prefix (several deployments can share one Redis).
         history_size: publications kept per user for recovery (approximate, ``MAXLEN ~``).
         slot_ttl_s: seconds a connection slot outlives its last renewal (the heartbeat timeout).
+        fills_ledger_size: executions kept per user in the fills ledger (the newest).
     """
 
     def __init__(
@@ -99,10 +121,12 @@ class RedisBroker(Broker):
         prefix: str = "folio",
         history_size: int = 1000,
         slot_ttl_s: float = 30.0,
+        fills_ledger_size: int = FILLS_LEDGER_SIZE,
     ) -> None:
         self.url = url
         self.prefix = prefix
         self.history_size = history_size
+        self.fills_ledger_size = fills_ledger_size
         self.slot_ttl_ms = max(1, int(slot_ttl_s * 1000))
         self._releasing: set[asyncio.Task[Any]] = set()
         self._redis: Any = None
@@ -126,6 +150,10 @@ class RedisBroker(Broker):
     def _keys(self, user_id: str) -> list[str]:
         base = f"{self.prefix}:{{{user_id}}}"
         return [f"{base}:seq", f"{base}:epoch", f"{base}:hist"]
+
+    def _ledger_keys(self, user_id: str) -> list[str]:
+        base = f"{self.prefix}:{{{user_id}}}"
+        return [f"{base}:fills", f"{base}:started"]
 
     def set_handler(self, handler: PublicationHandler) -> None:
         """Set the function called with every publication of every process."""
@@ -185,21 +213,49 @@ class RedisBroker(Broker):
             ensure_ascii=False,
             escape_forward_slashes=False,
         )
+        record = fill_record(type_, data)
         try:
-            seq, epoch = await self._publish_script(user_id, payload)
+            seq, epoch = await self._publish_script(user_id, payload, record)
         except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
             raise BrokerUnavailable(f"Redis unreachable: {exc}") from exc
         return Publication(user_id, int(seq), epoch, type_, data, timestamp, emitted_at)
 
-    async def _publish_script(self, user_id: str, payload: str) -> Any:
+    async def _publish_script(
+        self, user_id: str, payload: str, record: tuple[str, int] | None = None
+    ) -> Any:
+        execution_id, fill_ms = record if record is not None else ("", 0)
         return await self._script(
-            keys=self._keys(user_id),
+            keys=self._keys(user_id) + self._ledger_keys(user_id),
             args=[
                 payload,
                 secrets.token_urlsafe(6),
                 self.history_size,
                 self._channel(user_id),
+                int(time.time() * 1000),
+                execution_id,
+                fill_ms,
+                self.fills_ledger_size,
             ],
+        )
+
+    async def published_fills(self, user_id: str) -> PublishedFills:
+        """Read ``user_id``'s fills ledger (one ``MULTI``: the set and the start agree).
+
+        Raises:
+            BrokerUnavailable: Redis is unreachable.
+        """
+        fills_key, started_key = self._ledger_keys(user_id)
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.zrange(fills_key, 0, -1, withscores=True)
+        pipe.get(started_key)
+        try:
+            members, started = await pipe.execute()
+        except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
+            raise BrokerUnavailable(f"Redis unreachable: {exc}") from exc
+        return PublishedFills(
+            newest=ms_to_datetime(members[-1][1]) if members else None,
+            ids=frozenset(member for member, _ in members),
+            started_at=None if started is None else ms_to_datetime(int(started)),
         )
 
     def _decode(self, seq: int, epoch: str, payload: str) -> Publication:
