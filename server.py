@@ -385,6 +385,9 @@ class FolioServer:
             paper=s.alpaca_paper,
             # With leases, the ownership loop tells the bridge which accounts to stream.
             accounts_provider=None if leased else linked,
+            # With leases an account changes hands: the new owner catches up from the engine's
+            # fills ledger before it streams (docs/catchup.md).
+            fills_ledger=self.broker.published_fills if leased and self.broker else None,
         )
         ctx.extra_status["bridge"] = lambda: {**bridge.status(), "demo": s.demo}
         # The day's account line (GET /api/account/history), sampled from the traders this

@@ -252,8 +252,7 @@ class Cluster:
                 40,
             )
             if self.user_ids:
-                wanted = set(self.user_ids.values())
-                _until(lambda: set().union(*self.owned().values()) >= wanted, "accounts owned", 40)
+                _until(self._spread, "one account per bridge", 40)
         except AssertionError:
             raise AssertionError("\n".join(p.tail() for p in self.procs)) from None
 
@@ -272,6 +271,15 @@ class Cluster:
             if code == 200:
                 result[port] = set(body["checks"]["role"].get("accountsOwned", []))
         return result
+
+    def _spread(self) -> bool:
+        """True when each bridge streams one account and together all of them (fair shares)."""
+        owned = list(self.owned().values())
+        return (
+            len(owned) == len(self.bridges)
+            and all(len(users) == 1 for users in owned)
+            and set().union(*owned) == set(self.user_ids.values())
+        )
 
     def web_pids(self) -> list[int]:
         """The forked web processes (children of the ``web --processes 2`` parent)."""
