@@ -244,7 +244,11 @@ class Cluster:
             assert proc.alive, proc.tail()
         try:
             for port in self.bridge_ports:
-                _until(lambda p=port: _get_json(f"http://127.0.0.1:{p}/livez")[0] == 200, "a bridge", 40)
+                _until(
+                    lambda p=port: _get_json(f"http://127.0.0.1:{p}/livez")[0] == 200,
+                    "a bridge",
+                    40,
+                )
             _until(lambda: len(self.web_pids()) == 2, "two web processes", 40)
             _until(
                 lambda: _get_json(f"http://127.0.0.1:{self.web_port}/readyz")[0] == 200,
@@ -502,7 +506,11 @@ class HookSender:
 
     def push(self, name: str, order_id: str) -> bool:
         body = json.dumps(
-            {"userId": self.user_ids[name], "type": "order_update", "data": {**ORDER, "orderId": order_id}}
+            {
+                "userId": self.user_ids[name],
+                "type": "order_update",
+                "data": {**ORDER, "orderId": order_id},
+            }
         )
         headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
         self.conn.request("POST", "/internal/events", body, headers)
@@ -532,9 +540,11 @@ class HookSender:
 
 def _poll_holder(cluster: Cluster, port: int) -> int:
     """The pid of the web process holding the connection from client ``port``."""
-    holder: list[int] = []
-    _until(lambda: holder.append(cluster.holders().get(port, 0)) or holder[-1] != 0, "ss", 5)
-    return holder[-1]
+    end = time.monotonic() + wait(5)
+    while (pid := cluster.holders().get(port, 0)) == 0:  # accepted, not yet listed
+        assert time.monotonic() < end, f"no web process holds the connection from port {port}"
+        time.sleep(0.05)
+    return pid
 
 
 async def _until_async(predicate: Any, what: str, seconds: float) -> float:
@@ -729,7 +739,9 @@ def test_web_process_killed_clients_resume_with_every_seq_once(cluster: Cluster)
             client.check_every_seq_once()
             seen = client.order_ids()
             for order_id in sender.accepted[client.name]:
-                assert seen.count(order_id) == 1, f"{client.name}: {order_id} x{seen.count(order_id)}"
+                assert seen.count(order_id) == 1, (
+                    f"{client.name}: {order_id} x{seen.count(order_id)}"
+                )
         for client in on_victim:
             assert client.resumed and all(client.resumed), client.resumed
         assert sum(len(v) for v in sender.accepted.values()) > 20
@@ -855,7 +867,9 @@ def test_redis_restart_loses_nothing(cluster: Cluster) -> None:
 
     async def scenario() -> dict[str, Any]:
         clients = await _clients(cluster, ["alice", "bob"])
-        sender = await asyncio.to_thread(HookSender, cluster, cluster.web_pids()[0], cluster.user_ids)
+        sender = await asyncio.to_thread(
+            HookSender, cluster, cluster.web_pids()[0], cluster.user_ids
+        )
         await asyncio.sleep(1.0)
         await asyncio.to_thread(cluster.redis.stop_saving)
         for i in range(3):  # accepted while Redis is away: they wait in the outbox
@@ -870,7 +884,9 @@ def test_redis_restart_loses_nothing(cluster: Cluster) -> None:
             client.check_every_seq_once(gaps_allowed=True)
             seen = client.order_ids()
             for order_id in sender.accepted[client.name]:
-                assert seen.count(order_id) == 1, f"{client.name}: {order_id} x{seen.count(order_id)}"
+                assert seen.count(order_id) == 1, (
+                    f"{client.name}: {order_id} x{seen.count(order_id)}"
+                )
         return {c.name: {"gaps": c.gaps, "resumed": c.resumed} for c in clients}
 
     print("\nRedis restart:", asyncio.run(scenario()))
