@@ -49,6 +49,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 import ujson
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from streaming.broker import (
     FILLS_LEDGER_SIZE,
@@ -165,9 +166,14 @@ class RedisBroker(Broker):
         Raises:
             redis.exceptions.ConnectionError: Redis does not answer.
         """
-        # Named, so operators can tell our connections apart in CLIENT LIST.
+        # Named, so operators can tell our connections apart in CLIENT LIST. After a Redis
+        # restart every pooled connection is dead; redis-py 8 reports each one's first use as
+        # "Connection closed by server" unless ConnectionError is retried (on a new socket).
         self._redis = aioredis.from_url(
-            self.url, decode_responses=True, client_name=f"{self.prefix}-broker"
+            self.url,
+            decode_responses=True,
+            client_name=f"{self.prefix}-broker",
+            retry_on_error=[RedisConnectionError],
         )
         await self._redis.ping()
         self._script = self._redis.register_script(_PUBLISH_LUA)
