@@ -40,6 +40,8 @@ NOT_EXPORTED: dict[str, str] = {
     "broker.secondsSinceBrokerMessage": "time() - folio_broker_last_message_timestamp_seconds",
     "broker.symbolsWatched": "the list; its length is folio_broker_symbols_watched",
     "bridge.tradingStreams": "per user; counted by state in folio_bridge_trading_streams",
+    "bridge.catchUp": "hand-over catch-up counts and the accounts held/pending (docs/catchup.md); "
+    "stats only for now",
     "alerts": "evaluated by Prometheus from ops/prometheus/alerts.yml",
     "cluster": "other processes' figures: each process exports its own series",
     "alertThresholds": "constants (ops/prometheus/alerts.yml)",
