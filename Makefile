@@ -78,3 +78,17 @@ client-test:
 # Browser end-to-end tests (Debian chromium driven by Playwright).
 e2e: $(VENV)/.stamp-test /usr/bin/chromium
 	$(BIN)/pytest tests/e2e
+
+# --- the local cluster (docs/deployment.md): 1 simulator, 2 bridges (:9101, :9102) and
+# `web --processes 2` on :8888, run by honcho from the Procfile. Settings: ops/cluster/cluster.env
+# (PostgreSQL database folio_cluster, created if missing; REDIS_PREFIX folio-cluster).
+.PHONY: cluster
+CLUSTER_ENV ?= ops/cluster/cluster.env
+$(VENV)/.stamp-dev: setup.cfg pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@ $(VENV)/.stamp-run
+
+cluster: $(VENV)/.stamp-dev
+	@PY=$(BIN)/python ops/cluster/check.sh $(CLUSTER_ENV)
+	@PY=$(BIN)/python ops/cluster/seed.sh $(CLUSTER_ENV)
+	$(BIN)/honcho -e $(CLUSTER_ENV) start

@@ -49,6 +49,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 import ujson
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from streaming.broker import (
     FILLS_LEDGER_SIZE,
@@ -130,6 +131,7 @@ class RedisBroker(Broker):
         self.slot_ttl_ms = max(1, int(slot_ttl_s * 1000))
         self._releasing: set[asyncio.Task[Any]] = set()
         self._redis: Any = None
+        self._sub_redis: Any = None
         self._script: Any = None
         self._handler: PublicationHandler | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -167,8 +169,18 @@ class RedisBroker(Broker):
         Raises:
             redis.exceptions.ConnectionError: Redis does not answer.
         """
-        # Named, so operators can tell our connections apart in CLIENT LIST.
+        # Named, so operators can tell our connections apart in CLIENT LIST. After a Redis
+        # restart every pooled connection is dead; redis-py 8 reports each one's first use as
+        # "Connection closed by server" unless ConnectionError is retried (on a new socket).
         self._redis = aioredis.from_url(
+            self.url,
+            decode_responses=True,
+            client_name=f"{self.prefix}-broker",
+            retry_on_error=[RedisConnectionError],
+        )
+        # The fan-out reader's own pool, without that retry: a lost subscription must reach
+        # the reader (which marks the fan-out down and resubscribes every watched user).
+        self._sub_redis = aioredis.from_url(
             self.url, decode_responses=True, client_name=f"{self.prefix}-broker"
         )
         await self._redis.ping()
@@ -202,6 +214,8 @@ class RedisBroker(Broker):
                 pass
         if self._redis is not None:
             await self._redis.aclose()
+        if self._sub_redis is not None:
+            await self._sub_redis.aclose()
 
     async def publish(
         self, user_id: str, type_: str, data: Mapping[str, Any], *, emitted_at: float = 0.0
@@ -372,7 +386,7 @@ class RedisBroker(Broker):
     async def _read_forever(self) -> None:
         delay = 0.5
         while True:
-            pubsub = self._redis.pubsub(ignore_subscribe_messages=False)
+            pubsub = self._sub_redis.pubsub(ignore_subscribe_messages=False)
             try:
                 channels = [self._channel(u) for u in self._watched]
                 for channel in channels:  # confirmed below as Redis answers

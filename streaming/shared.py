@@ -30,6 +30,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 import ujson
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from streaming.broker import BrokerUnavailable
 from streaming.publisher import Publisher, ViewFn
@@ -96,7 +97,10 @@ class RedisViews:
 
     async def start(self) -> None:
         """Connect (lazily: nothing is sent before the first call)."""
-        self._redis = aioredis.from_url(self.url, decode_responses=True)
+        # A pooled connection that died with a Redis restart is retried on a new socket.
+        self._redis = aioredis.from_url(
+            self.url, decode_responses=True, retry_on_error=[RedisConnectionError]
+        )
         self._push = self._redis.register_script(_PUSH_LUA)
 
     async def close(self) -> None:
