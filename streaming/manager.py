@@ -447,6 +447,7 @@ class StreamManager:
         answers ``subscribed``, then replays missed events when ``lastSeq``/``epoch`` are still
         in history, or sends a ``snapshot`` of the subscribed channels. ``unsubscribe`` removes
         channels and answers ``subscribed`` with what remains. ``ping`` answers ``pong``.
+        A ``subscribe`` while the engine fan-out is down first gets a ``notice`` ``engine_down``.
         """
         sub = client.subscription
         if msg.type == "ping":
