@@ -141,6 +141,11 @@ def ms_to_datetime(ms: float) -> datetime:
 class Broker(ABC):
     """Per-user ordered event streams with history. See the module docstring for the contract."""
 
+    #: Whether this process's fan-out receives publications right now. An engine that can lose
+    #: its backing service (Redis) keeps it up to date; the memory engine is always up. Read
+    #: only by others (the stream manager's heartbeat tick tells the clients when it changes).
+    connected: bool = True
+
     @abstractmethod
     def set_handler(self, handler: PublicationHandler) -> None:
         """Set the function called with every publication (the connection hub)."""

@@ -29,6 +29,7 @@ from streaming.money import fmt_money, fmt_percent, fmt_price, fmt_qty
 
 __all__ = [
     "EventType",
+    "NoticeCode",
     "Channel",
     "STREAM_TYPES",
     "HOOK_TYPES",
@@ -55,6 +56,22 @@ class EventType(StrEnum):
     SUBSCRIBED = "subscribed"
     PONG = "pong"
     ERROR = "error"
+    NOTICE = "notice"
+
+
+class NoticeCode(StrEnum):
+    """Codes of the per-connection ``notice`` message (``docs/protocol.md``).
+
+    A notice is about the connection's web process, not the user's stream: it is sent to the
+    process's own sockets directly (never through the engine), carries no stream position
+    (``seq`` 0, ``epoch`` ``""``) and is not de-duplicated by ``seq``. Notices are idempotent
+    state announcements: the same one may arrive twice.
+    """
+
+    #: This process's engine fan-out is down (Redis unreachable): live updates are paused.
+    ENGINE_DOWN = "engine_down"
+    #: The fan-out is back: resubscribe with ``lastSeq`` + ``epoch`` to replay what was missed.
+    ENGINE_OK = "engine_ok"
 
 
 class Channel(StrEnum):

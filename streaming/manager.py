@@ -15,6 +15,15 @@ and a close with 4000 when a ping sent at least ``heartbeat_timeout_s`` ago is s
 the wait, so a server pause (GC, SIGSTOP, a long callback) never disconnects healthy clients.
 (Tornado's own ``websocket_ping_timeout`` is capped at the ping interval since 6.5, so 15 s / 30 s
 needs this accounting.)
+
+Engine status: while this process's engine fan-out is down (Redis unreachable:
+``Broker.connected`` false) its sockets would hear nothing and not know their data is frozen.
+The heartbeat tick compares ``broker.connected`` with the value it saw last and, when it
+changes, sends every connection of this process a ``notice`` (``engine_down`` / ``engine_ok``)
+directly, not through the engine; a ``subscribe`` arriving while the fan-out is down is told at
+once. A notice is per connection: it carries no stream position (``seq`` 0, ``epoch`` ``""``) and
+is never numbered. On ``engine_ok`` clients resubscribe with ``lastSeq`` + ``epoch`` to replay
+whatever the fan-out did not bring them (docs/operations.md, "Redis outage").
 """
 
 from __future__ import annotations
@@ -31,7 +40,7 @@ from tornado.ioloop import PeriodicCallback
 
 from streaming.broker import Broker, Publication
 from streaming.closecodes import CloseCode
-from streaming.events import Channel, EventType, encode, envelope
+from streaming.events import Channel, EventType, NoticeCode, encode, envelope
 from streaming.frames import PreparedMessage
 from streaming.hub import Hub, Sent
 from streaming.looplag import LoopLagMonitor
@@ -84,6 +93,23 @@ def _filter_snapshot(sub: Subscription, full: Mapping[str, Any]) -> dict[str, An
     return out
 
 
+#: ``notice`` data per engine state (``Broker.connected``): code, one-line message, degraded.
+_ENGINE_NOTICE: dict[bool, dict[str, Any]] = {
+    False: {
+        "code": NoticeCode.ENGINE_DOWN.value,
+        "message": "Live updates paused: this server cannot reach its message bus (Redis); "
+        "retrying",
+        "degraded": True,
+    },
+    True: {
+        "code": NoticeCode.ENGINE_OK.value,
+        "message": "Live updates resumed: resubscribe with lastSeq and epoch to replay what "
+        "was missed",
+        "degraded": False,
+    },
+}
+
+
 class StreamManager:
     """Owns the hub, the connections' sessions and the fan-out handler; one per web process.
 
@@ -134,6 +160,8 @@ class StreamManager:
         self._timers: list[PeriodicCallback] = []
         self._process_id = secrets.token_hex(6)
         self._slot_counter = itertools.count(1)
+        #: ``broker.connected`` as the clients were last told it (see the module docstring).
+        self._engine_up = True
         broker.set_handler(self._on_publication)
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -259,6 +287,7 @@ class StreamManager:
         With thousands of tabs a tick pings thousands of sockets; done in one go it would stall
         everything else for tens of milliseconds. The heartbeat timer runs this one.
         """
+        await self._tell_engine_status()
         now, wall = self._clock(), self._wall_clock()
         slicer = TimeSlicer()
         for client in self.hub.all():
@@ -266,6 +295,43 @@ class StreamManager:
                 self._check(client, now, wall)
             await slicer.pause_if_due()
         await self._refresh_slots()
+
+    async def _tell_engine_status(self) -> None:
+        """Send every connection a ``notice`` when ``broker.connected`` changed since last told.
+
+        Read-only towards the engine (no callback planted in it); runs on each heartbeat tick,
+        so clients learn of an engine outage or its end within one tick. Paced like the sweep.
+        """
+        up = self.broker.connected
+        if up == self._engine_up:
+            return
+        self._engine_up = up
+        clients = self.hub.all()
+        log.warning(
+            "engine fan-out %s: telling %d connections",
+            "back" if up else "down (live updates paused)",
+            len(clients),
+        )
+        slicer = TimeSlicer()
+        prepared: dict[str, PreparedMessage] = {}  # one message per user, framed once
+        for client in clients:
+            if client.opened_at is None:  # closed while we yielded
+                continue
+            message = prepared.get(client.user_id)
+            if message is None:
+                message = prepared[client.user_id] = self._engine_notice(client.user_id, up)
+            self._send(client, message)
+            await slicer.pause_if_due()
+
+    @staticmethod
+    def _engine_notice(user_id: str, up: bool) -> PreparedMessage:
+        """The ``notice`` telling ``user_id``'s connections the engine fan-out is ``up`` or not.
+
+        It carries no stream position (``seq`` 0, ``epoch`` ``""``): it is about this process's
+        connection to the engine, not the user's stream (docs/protocol.md, ``notice``).
+        """
+        data = _ENGINE_NOTICE[up]
+        return PreparedMessage(encode(envelope(EventType.NOTICE, user_id, data, seq=0, epoch="")))
 
     async def _refresh_slots(self) -> None:
         """Renew this process's connection slots with the engine (they expire otherwise)."""
@@ -357,6 +423,8 @@ class StreamManager:
     ) -> None:
         """Send a per-connection message (``subscribed``, ``snapshot``, ``pong``, ``error``).
 
+        (A ``notice`` is built without a stream position: :meth:`_engine_notice`.)
+
         Args:
             client: the connection.
             type_: the message type.
@@ -381,6 +449,7 @@ class StreamManager:
         answers ``subscribed``, then replays missed events when ``lastSeq``/``epoch`` are still
         in history, or sends a ``snapshot`` of the subscribed channels. ``unsubscribe`` removes
         channels and answers ``subscribed`` with what remains. ``ping`` answers ``pong``.
+        A ``subscribe`` while the engine fan-out is down first gets a ``notice`` ``engine_down``.
         """
         sub = client.subscription
         if msg.type == "ping":
@@ -390,6 +459,8 @@ class StreamManager:
             sub.channels -= set(msg.channels)
             await self.control(client, EventType.SUBSCRIBED, self._sub_data(sub, False))
             return
+        if not self.broker.connected:  # told at once, before waiting on the engine
+            self._send(client, self._engine_notice(client.user_id, False))
         sub.channels |= set(msg.channels)
         if msg.symbols_given:  # a key present replaces the filter; null clears it
             sub.symbols = msg.symbols

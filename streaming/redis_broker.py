@@ -34,8 +34,18 @@ message per event per process). :meth:`RedisBroker.watch` returns once Redis has
 SUBSCRIBE, so a ``subscribe`` answered after it (position, snapshot or replay) cannot miss a
 publication. Every process also listens on ``<prefix>:ctl``, which keeps the pub/sub connection
 subscribed while it holds no user. While the subscription is down (Redis restart) live delivery
-pauses; the reader reconnects with backoff and subscribes again to every watched user, and
-clients see the ``seq`` gap and refetch.
+pauses; the reader reconnects with backoff and subscribes again to every watched user.
+
+Reconnect catch-up: publications made while this process's subscription was down (Redis back,
+the reader not yet subscribed again; or another process's outbox draining) never reach it by
+``PUBLISH``. The reader remembers, per watched user, the ``(seq, epoch)`` of the last publication
+it handed on; once Redis confirms the user's channel again it reads the user's history after that
+``seq`` (:meth:`RedisBroker.recover`) and hands those on first, in order, then drops live
+duplicates (``seq`` not above the mark). If the epoch changed (Redis lost the keys) it hands on
+the new epoch's history from ``seq`` 1, so clients see the new epoch and take a snapshot; if the
+history was trimmed past the mark, nothing is handed on and clients see the ``seq`` gap. Users
+first watched during the outage have no mark: their clients resubscribe with ``lastSeq`` when
+told ``engine_ok`` (docs/operations.md, "Redis outage").
 """
 
 from __future__ import annotations
@@ -140,6 +150,8 @@ class RedisBroker(Broker):
         self._pubsub: Any = None
         #: userIds whose channel this process wants (subscribed, or to be on reconnect).
         self._watched: set[str] = set()
+        #: watched userId → ``(seq, epoch)`` of the last publication handed on (catch-up mark).
+        self._delivered: dict[str, tuple[int, str]] = {}
         #: channel → future resolved when Redis confirms the SUBSCRIBE.
         self._confirm: dict[str, asyncio.Future[None]] = {}
         self._unsubscribing: set[asyncio.Task[None]] = set()
@@ -358,6 +370,7 @@ class RedisBroker(Broker):
         if user_id not in self._watched:
             return
         self._watched.discard(user_id)
+        self._delivered.pop(user_id, None)
         channel = self._channel(user_id)
         self._confirmed(channel)  # nobody needs to wait for it any more
         if self._pubsub is not None and self.connected:
@@ -383,11 +396,51 @@ class RedisBroker(Broker):
         if future is not None and not future.done():
             future.set_result(None)
 
+    def _hand_on(self, pub: Publication) -> None:
+        """Give ``pub`` to the handler unless already given (a catch-up overlap); mark it."""
+        mark = self._delivered.get(pub.user_id)
+        if mark is not None and mark[1] == pub.epoch and pub.seq <= mark[0]:
+            return
+        if pub.user_id in self._watched:
+            self._delivered[pub.user_id] = (pub.seq, pub.epoch)
+        if self._handler is not None:
+            try:
+                self._handler(pub)
+            except Exception:  # one bad delivery must not cost the subscription
+                log.exception("delivering seq %s to user %s failed", pub.seq, pub.user_id)
+
+    async def _catch_up(self, user_id: str) -> None:
+        """Hand on what ``user_id`` published while the subscription was down (module doc)."""
+        mark = self._delivered.get(user_id)
+        if mark is None:
+            return
+        seq, epoch = mark
+        try:
+            missed = await self.recover(user_id, seq, epoch)
+            if missed is None:
+                current_epoch = (await self.position(user_id))[1]
+                if current_epoch != epoch:  # Redis lost the keys: the new stream is all new
+                    missed = await self.recover(user_id, 0, current_epoch)
+        except Exception as exc:  # the next reconnect tries again
+            log.warning("catching up user %s after a reconnect failed (%s)", user_id, exc)
+            return
+        if missed is None:
+            log.warning(
+                "user %s: history no longer reaches seq %d; clients will see the gap", user_id, seq
+            )
+            return
+        if missed:
+            log.info("user %s: %d publications caught up after a reconnect", user_id, len(missed))
+        for pub in missed:
+            self._hand_on(pub)
+
     async def _read_forever(self) -> None:
         delay = 0.5
         while True:
             pubsub = self._sub_redis.pubsub(ignore_subscribe_messages=False)
             try:
+                # Users handed publications before: caught up once Redis confirms their channel.
+                behind = {self._channel(u): u for u in self._watched if u in self._delivered}
                 channels = [self._channel(u) for u in self._watched]
                 for channel in channels:  # confirmed below as Redis answers
                     if channel not in self._confirm:
@@ -402,6 +455,9 @@ class RedisBroker(Broker):
                     kind = message.get("type")
                     if kind == "subscribe":
                         self._confirmed(message["channel"])
+                        user_id = behind.pop(message["channel"], None)
+                        if user_id is not None:
+                            await self._catch_up(user_id)
                         continue
                     if kind != "message" or message["channel"] == f"{self.prefix}:ctl":
                         continue
@@ -411,11 +467,7 @@ class RedisBroker(Broker):
                     except (ValueError, KeyError):
                         log.warning("undecodable publication on %s dropped", message["channel"])
                         continue
-                    if self._handler is not None:
-                        try:
-                            self._handler(pub)
-                        except Exception:  # one bad delivery must not cost the subscription
-                            log.exception("delivering seq %s to user %s failed", seq, pub.user_id)
+                    self._hand_on(pub)
                     # Buffered messages are read without suspending: give the loop back.
                     await slicer.pause_if_due()
             except asyncio.CancelledError:

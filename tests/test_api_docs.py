@@ -398,6 +398,28 @@ def test_status_codes_sent_are_documented() -> None:
     assert sent and sent <= set(status["properties"]["code"]["enum"])
 
 
+def test_notice_codes_and_shape_match_the_manager() -> None:
+    """The documented ``notice`` is what the manager builds for both engine states."""
+    message = asyncapi()["components"]["messages"]["notice"]
+    data = data_schema(message)
+    assert set(data["properties"]["code"]["enum"]) == {c.value for c in events.NoticeCode}
+    fixed = properties(asyncapi(), message["payload"])
+    for up in (False, True):
+        built = ujson.loads(StreamManager._engine_notice("1", up).text)
+        assert set(built) == set(properties(asyncapi(), {"$ref": "#/components/schemas/Envelope"}))
+        assert built["type"] == "notice" and built["type"] not in events.STREAM_TYPES
+        assert (built["seq"], built["epoch"]) == (fixed["seq"]["const"], fixed["epoch"]["const"])
+        assert set(built["data"]) == set(data["required"]) == set(data["properties"])
+        assert built["data"]["code"] in data["properties"]["code"]["enum"]
+        assert built["data"]["degraded"] is (not up)
+        assert f"`{built['data']['code']}`" in message["description"]
+    example = message["examples"][0]["payload"]
+    down = ujson.loads(StreamManager._engine_notice("1", False).text)
+    assert {k: v for k, v in example.items() if k != "timestamp"} == {
+        k: v for k, v in down.items() if k != "timestamp"
+    }
+
+
 def test_close_codes_are_documented() -> None:
     channel = asyncapi()["channels"]["portfolio"]
     table = {entry["code"]: entry for entry in channel["x-close-codes"]}

@@ -43,6 +43,30 @@ describe('App', () => {
     expect(screen.getByTestId('announcer').textContent).toMatch(/Bought 5 AAPL/);
   });
 
+  it('shows and announces the paused banner on engine_down, and clears it on engine_ok', async () => {
+    const api = fakeApi();
+    render(<App api={api} streamOptions={streamOptions()} />);
+    await waitFor(() => expect(factory.sockets).toHaveLength(1));
+    act(() => factory.last.serverOpen());
+    const note = (code: string, degraded: boolean) => ({
+      type: 'notice',
+      seq: 0,
+      epoch: '',
+      userId: '1',
+      timestamp: '2026-11-25T20:00:00.000000Z',
+      data: { code, message: 'server text', degraded },
+    });
+    expect(screen.queryByTestId('engine-paused')).toBeNull();
+    act(() => factory.last.serverSend(note('engine_down', true)));
+    const banner = screen.getByTestId('engine-paused');
+    expect(banner.textContent).toBe("Live updates paused — reconnecting to the server's message bus");
+    expect(banner.getAttribute('role')).toBe('status');
+    expect(screen.getByTestId('announcer').textContent).toContain('Live updates paused');
+    act(() => factory.last.serverSend(note('engine_ok', false)));
+    expect(screen.queryByTestId('engine-paused')).toBeNull();
+    expect(screen.getByTestId('announcer').textContent).toContain('Live updates resumed');
+  });
+
   it('a 4001 close returns to the login page and does not reconnect', async () => {
     const api = fakeApi();
     render(<App api={api} streamOptions={streamOptions()} />);

@@ -18,6 +18,7 @@ const base: StreamState = {
   lastInvalid: null,
   lastCloseCode: null,
   sessionRevoked: false,
+  engineDegraded: false,
 };
 
 describe('ConnectionStatus', () => {

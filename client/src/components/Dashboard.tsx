@@ -1,4 +1,4 @@
-import { lazy, Suspense, useEffect, useState } from 'react';
+import { lazy, Suspense, useEffect, useRef, useState } from 'react';
 import type { Me, BrokerStatus } from '../lib/schemas';
 import { parseSymbolFilter } from '../lib/positions';
 import { usePortfolioStreamContext } from '../hooks/usePortfolioStream';
@@ -11,6 +11,9 @@ import { describeTrade, ExecutionsFeed } from './ExecutionsFeed';
 import { OrdersPanel } from './OrdersPanel';
 import { PositionsTable } from './PositionsTable';
 import { ThemeToggle } from './ThemeToggle';
+
+export const ENGINE_PAUSED_TEXT = "Live updates paused — reconnecting to the server's message bus";
+export const ENGINE_RESUMED_TEXT = 'Live updates resumed';
 
 // The charts (uPlot) are a separate chunk, loaded after the dashboard's first paint.
 const AccountCharts = lazy(() => import('./charts/AccountCharts'));
@@ -78,6 +81,15 @@ export function Dashboard({ me, onLogout }: { me: Me; onLogout: () => void }) {
     [subscribe, announce],
   );
 
+  // The server's message bus (notice engine_down / engine_ok): announced when it changes.
+  const engineDegraded = state.engineDegraded;
+  const wasDegraded = useRef(engineDegraded);
+  useEffect(() => {
+    if (wasDegraded.current === engineDegraded) return;
+    wasDegraded.current = engineDegraded;
+    announce(engineDegraded ? ENGINE_PAUSED_TEXT : ENGINE_RESUMED_TEXT);
+  }, [engineDegraded, announce]);
+
   // A failed REST refresh while data is already on screen: say so rather than show stale numbers silently.
   const failed = [positions, orders, account, trades].find((q) => q.isError && q.data !== undefined);
   const refreshError = failed?.error instanceof Error ? failed.error.message : null;
@@ -110,6 +122,11 @@ export function Dashboard({ me, onLogout }: { me: Me; onLogout: () => void }) {
       {refreshError && (
         <div className="banner banner--error" role="status" data-testid="refresh-error">
           Cannot refresh from the server right now ({refreshError}); showing the last data received.
+        </div>
+      )}
+      {engineDegraded && (
+        <div className="banner banner--warn" role="status" data-testid="engine-paused">
+          {ENGINE_PAUSED_TEXT}
         </div>
       )}
       {broker?.stale && (

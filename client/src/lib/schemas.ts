@@ -101,6 +101,15 @@ export const statusSchema = z.object({
 });
 export type BrokerStatus = z.infer<typeof statusSchema>;
 
+// `notice` (protocol.md, "Engine notices"): the server process lost / regained its message bus
+// (Redis). Per connection and never numbered: its seq (0) and epoch ("") are not a stream position.
+export const noticeSchema = z.object({
+  code: z.string(),
+  message: z.string().optional().default(''),
+  degraded: z.boolean(),
+});
+export type Notice = z.infer<typeof noticeSchema>;
+
 // Fields every server message carries. Stream events must have seq; per-connection messages
 // (pong, error) are tolerated without it.
 const envelope = {
@@ -129,6 +138,7 @@ export const serverMessageSchema = z.discriminatedUnion('type', [
     }),
   }),
   z.object({ ...envelope, seq: seqField.optional(), type: z.literal('pong'), data: z.unknown().optional() }),
+  z.object({ ...envelope, seq: seqField.optional(), type: z.literal('notice'), data: noticeSchema }),
   z.object({
     ...envelope,
     seq: seqField.optional(),

@@ -311,3 +311,77 @@ describe('PortfolioStream symbol filter', () => {
     expect(s.gapDetection).toBe(true);
   });
 });
+
+const notice = (code: 'engine_down' | 'engine_ok') => ({
+  type: 'notice',
+  seq: 0,
+  epoch: '',
+  userId: '1',
+  timestamp: '2026-11-25T20:00:00.000000Z',
+  data: { code, message: 'from the server', degraded: code === 'engine_down' },
+});
+
+describe('PortfolioStream engine notices', () => {
+  it('engine_down pauses, engine_ok resumes and resubscribes from lastSeq; neither moves the stream', () => {
+    const seen: string[] = [];
+    const s = make();
+    s.subscribe((m) => seen.push(m.type));
+    s.start();
+    factory.last.serverOpen();
+    factory.last.serverSend(event('subscribed', 10, { channels: ['positions'], symbols: null, recovered: false }));
+    factory.last.serverSend(event('snapshot', 10, { positions: [] }));
+    factory.last.serverSend(event('position_update', 11, position('AAPL')));
+    expect(s.getState().engineDegraded).toBe(false);
+
+    factory.last.serverSend(notice('engine_down'));
+    expect(s.getState()).toMatchObject({ engineDegraded: true, lastSeq: 11, epoch: EPOCH, invalidMessages: 0 });
+    expect(s.eventsAfter(0, EPOCH).map((e) => e.seq)).toEqual([11]); // not a stream event
+    factory.last.serverSend(notice('engine_down')); // idempotent
+    expect(factory.last.sent).toHaveLength(1);
+
+    factory.last.serverSend(notice('engine_ok'));
+    expect(s.getState()).toMatchObject({ engineDegraded: false, lastSeq: 11, epoch: EPOCH });
+    expect(factory.last.sent).toHaveLength(2);
+    expect(factory.last.sent[1]).toEqual({
+      type: 'subscribe',
+      channels: ['positions', 'orders', 'account', 'trades'],
+      lastSeq: 11,
+      epoch: EPOCH,
+    });
+    // the replay's events are applied; an engine_ok without a pause asks for nothing
+    factory.last.serverSend(event('position_update', 12, position('MSFT')));
+    expect(s.getState().lastSeq).toBe(12);
+    factory.last.serverSend(notice('engine_ok'));
+    expect(factory.last.sent).toHaveLength(2);
+    expect(seen.filter((t) => t === 'notice')).toHaveLength(4); // listeners see every notice
+  });
+
+  it('a new socket clears the pause once it subscribes without being told engine_down', () => {
+    const s = make();
+    s.start();
+    factory.last.serverOpen();
+    factory.last.serverSend(notice('engine_down'));
+    factory.last.serverClose(1011); // the subscribe failed: the server's bus is down
+    expect(s.getState().engineDegraded).toBe(true); // still paused while reconnecting
+    vi.advanceTimersByTime(1000);
+    factory.last.serverOpen();
+    // told again at once by a process whose bus is still down: stays paused
+    factory.last.serverSend(notice('engine_down'));
+    factory.last.serverSend(event('subscribed', 3, { channels: ['positions'], symbols: null, recovered: false }));
+    expect(s.getState().engineDegraded).toBe(true);
+    factory.last.serverClose(1006);
+    vi.advanceTimersByTime(2000);
+    factory.last.serverOpen();
+    // another process, bus up: a plain subscribed clears it
+    factory.last.serverSend(event('subscribed', 3, { channels: ['positions'], symbols: null, recovered: false }));
+    expect(s.getState().engineDegraded).toBe(false);
+  });
+
+  it('a notice with a malformed body is rejected like any invalid message', () => {
+    const s = make();
+    s.start();
+    factory.last.serverOpen();
+    factory.last.serverSend({ ...notice('engine_down'), data: { code: 'engine_down' } }); // no degraded
+    expect(s.getState()).toMatchObject({ engineDegraded: false, invalidMessages: 1 });
+  });
+});

@@ -35,6 +35,12 @@ export interface StreamState {
   lastCloseCode: number | null;
   /** set after a 4001 close: the session is gone, nothing is retried */
   sessionRevoked: boolean;
+  /**
+   * The server said (`notice` engine_down) that it cannot reach its message bus: the socket is
+   * open but no live update arrives. Cleared by `engine_ok`, or by a `subscribed` on a new
+   * socket that was not told engine_down first (the server tells a subscribe at once).
+   */
+  engineDegraded: boolean;
 }
 
 export interface GapInfo {
@@ -108,6 +114,8 @@ export class PortfolioStream {
   private readonly stateListeners = new Set<() => void>();
   private history: StreamEvent[] = [];
   private lastSnapshot: { seq: number; epoch: string | null } | null = null;
+  /** whether this socket has said anything about the engine yet (a notice, or a clean subscribed) */
+  private engineKnown = false;
   private state: StreamState;
 
   constructor(options: PortfolioStreamOptions = {}) {
@@ -137,6 +145,7 @@ export class PortfolioStream {
       lastInvalid: null,
       lastCloseCode: null,
       sessionRevoked: false,
+      engineDegraded: false,
     };
   }
 
@@ -329,6 +338,7 @@ export class PortfolioStream {
 
   private handleOpen(): void {
     this.opened = true;
+    this.engineKnown = false;
     this.setState({
       status: 'connected',
       mode: 'realtime',
@@ -337,14 +347,27 @@ export class PortfolioStream {
       nextRetryAt: null,
       lastCloseCode: null,
     });
+    this.resubscribe();
+  }
+
+  /** Subscribe to everything wanted, resuming where we left off (a replay of what we missed, or a snapshot). */
+  private resubscribe(): void {
     const msg: Record<string, unknown> = { type: 'subscribe', channels: [...this.channels] };
     if (this.symbolFilter !== null) msg.symbols = this.symbolFilter;
-    // Resume where we left off: the server replays what we missed, or sends a snapshot.
     if (this.state.lastSeq !== null && this.state.epoch) {
       msg.lastSeq = this.state.lastSeq;
       msg.epoch = this.state.epoch;
     }
     this.send(msg);
+  }
+
+  /** A `notice` about the server's message bus: pause/resume, and catch up after a pause. */
+  private handleNotice(degraded: boolean): void {
+    const wasDegraded = this.state.engineDegraded;
+    this.engineKnown = true;
+    this.setState({ engineDegraded: degraded });
+    // Back after a pause: replay by lastSeq whatever the server's catch-up may not have brought.
+    if (wasDegraded && !degraded) this.resubscribe();
   }
 
   private handleClose(code: number): void {
@@ -450,6 +473,19 @@ export class PortfolioStream {
     const knownEpoch = this.state.epoch;
     const epochChanged = !!msg.epoch && !!knownEpoch && msg.epoch !== knownEpoch;
     if (msg.epoch) patch.epoch = msg.epoch;
+
+    if (msg.type === 'notice') {
+      // Not a stream event and no stream position (seq 0, epoch ""): nothing to track but the flag.
+      this.setState({ lastEventAt: patch.lastEventAt });
+      this.handleNotice(msg.data.degraded);
+      this.dispatch(msg);
+      return;
+    }
+    if (msg.type === 'subscribed' && !this.engineKnown) {
+      // The server tells a subscribe at once when its bus is down; a plain answer means it is up.
+      this.engineKnown = true;
+      patch.engineDegraded = false;
+    }
 
     if (msg.type === 'snapshot') {
       patch.lastSeq = msg.seq;
