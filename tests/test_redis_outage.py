@@ -309,3 +309,60 @@ async def test_after_redis_lost_its_keys_the_catch_up_hands_on_the_new_epoch(
     finally:
         await watcher.close()
         await publisher.close()
+
+
+# -- Redis restarted empty (issue 9 item 3) -------------------------------------------------------
+
+
+@pytest.mark.gen_test(timeout=180)
+async def test_redis_restarted_empty_gives_a_new_epoch_and_the_broker_s_snapshot(
+    private_redis: PrivateRedis,
+    make_server: Any,
+) -> None:
+    """Redis comes back with nothing (no dump): a client resuming from its old lastSeq+epoch
+    gets ``recovered: false`` and a snapshot equal to the broker's positions, because the
+    bridge saves every trader's view again (its marker key is gone) and re-takes its leases."""
+    from decimal import Decimal
+
+    folio: Running = await make_server(
+        redis_url=private_redis.url, redis_prefix="empty", heartbeat_interval_s=0.3, lease_s=1.5
+    )
+    sim = folio.server.simulator
+    sim.submit_order("DEMO-ALICE", symbol="IBM", qty=Decimal("3"), side="buy")
+    cookie = await folio.login()
+
+    def broker_positions() -> dict[str, str]:
+        return {
+            p["symbol"]: p["qty"]
+            for p in sim.account("DEMO-ALICE").positions_json(sim.price, sim.lastday_price)
+        }
+
+    async def rest_positions() -> dict[str, str]:
+        code, body = await folio.get_json("/api/positions", cookie)
+        return {p["symbol"]: p["quantity"] for p in body["positions"]} if code == 200 else {}
+
+    loop = asyncio.get_running_loop()
+    end = loop.time() + wait(30)
+    while await rest_positions() != broker_positions() or not broker_positions():
+        assert loop.time() < end, "the IBM buy never reached the view"
+        await asyncio.sleep(0.1)
+    conn = await folio.connect(cookie)
+    ack, _ = await subscribe(conn, ["positions", "orders"])
+    conn.close()
+
+    private_redis.kill()  # no SHUTDOWN SAVE: it restarts empty
+    private_redis.start()
+    end = loop.time() + wait(30)
+    while await rest_positions() != broker_positions():
+        assert loop.time() < end, "the views were not saved again after the empty restart"
+        await asyncio.sleep(0.1)
+
+    again = await folio.connect(cookie)
+    ack2, snap = await subscribe(
+        again, ["positions", "orders"], lastSeq=ack["seq"], epoch=ack["epoch"]
+    )
+    assert ack2["data"]["recovered"] is False and ack2["epoch"] != ack["epoch"]
+    assert snap is not None
+    got = {p["symbol"]: p["quantity"] for p in snap["data"]["positions"]}
+    assert got == broker_positions() == {"IBM": "3"}
+    again.close()
