@@ -107,9 +107,14 @@ class Publisher:
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
-        """Start the batch-flush :class:`PeriodicCallback` on the current IOLoop (if batching)."""
+        """Start the batch :class:`PeriodicCallback` on the current IOLoop (if batching).
+
+        It ticks every tenth of the window (5–25 ms) and releases the batches that are due
+        (each user's windows have their own phase, :mod:`streaming.batching`).
+        """
         if self.batcher.window_ms > 0 and self._timer is None:
-            self._timer = PeriodicCallback(self.flush, self.batcher.window_ms)
+            tick_ms = min(25.0, max(5.0, self.batcher.window_ms / 10.0))
+            self._timer = PeriodicCallback(self.flush_due, tick_ms)
             self._timer.start()
 
     async def stop(self, drain_s: float = 2.0) -> None:
@@ -159,8 +164,14 @@ class Publisher:
         if out:
             self._enqueue(out)
 
+    def flush_due(self) -> None:
+        """Release the batches whose window has ended (the batch PeriodicCallback)."""
+        out = self.batcher.drain_due(self._clock())
+        if out:
+            self._enqueue(out)
+
     def flush(self) -> None:
-        """Release every pending batch (the batch window's PeriodicCallback)."""
+        """Release every pending batch now, due or not (shutdown; tests)."""
         out = self.batcher.drain()
         if out:
             self._enqueue(out)

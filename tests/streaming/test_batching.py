@@ -217,3 +217,60 @@ def test_new_window_after_drain_uses_new_first_time():
     b.drain()
     b.add("1", "position_update", pos("AAPL"), at=8.0)
     assert b.drain()[0][3] == 8.0
+
+
+def _due_of(b: Batcher, user_id: str, at: float) -> float:
+    """When the batch ``user_id`` holds from ``at`` is released (drain_due in 1 ms steps)."""
+    b.add(user_id, "position_update", pos("AAPL"), at=at)
+    now = at
+    while not b.drain_due(now):
+        now = round(now + 0.001, 6)
+        assert now <= at + 1.0, "never released"
+    return now
+
+
+def test_a_held_update_waits_at_most_one_window():
+    b = Batcher(250)
+    for i in range(200):
+        at = 100.0 + i * 0.0137
+        waited = _due_of(b, str(i), at) - at
+        assert 0.0 < waited <= 0.251, (i, waited)
+
+
+def test_a_user_s_windows_keep_their_phase():
+    """The same user's batches end on one grid: window ends differ by whole windows."""
+    b = Batcher(250)
+    first = _due_of(b, "42", 10.0)
+    for at in (10.31, 11.07, 12.5):
+        due = _due_of(b, "42", at)
+        windows = (due - first) / 0.25
+        assert abs(windows - round(windows)) < 0.01, (at, due, windows)
+
+
+def test_users_windows_are_spread_over_the_window_not_aligned():
+    """1,000 users holding an update at the same instant are released over the whole window
+    (one shared tick would release them all at once: a burst of every tab's frame)."""
+    b = Batcher(250)
+    for i in range(1000):
+        b.add(str(i), "position_update", pos("AAPL"), at=50.0)
+    released: list[int] = []
+    for step in range(1, 252):
+        released.append(len(b.drain_due(50.0 + step / 1000.0)))
+    assert sum(released) == 1000
+    assert max(released) < 50  # no step releases more than ~5 % of the users
+    assert sum(1 for n in released[:125] if n) > 100 and sum(1 for n in released[125:] if n) > 100
+
+
+def test_drain_due_skips_a_batch_an_order_already_released():
+    b = Batcher(250)
+    b.add("1", "position_update", pos("AAPL"), at=1.0)
+    out = b.add("1", "order_update", order("o1"), at=1.01)  # the batch goes first, now
+    assert [o[1] for o in out] == ["batch", "order_update"]
+    assert b.drain_due(2.0) == []
+
+
+def test_drain_releases_everything_due_or_not():
+    b = Batcher(250)
+    b.add("1", "position_update", pos("AAPL"), at=1.0)
+    b.add("2", "position_update", pos("AAPL"), at=100.0)
+    assert [o[0] for o in b.drain()] == ["1", "2"]

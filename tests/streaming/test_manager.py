@@ -847,7 +847,7 @@ def test_start_then_stop_manages_timers():
         manager, _, _ = make(window_ms=250)
         manager.start()
         batch_timer = manager.publisher._timer
-        assert batch_timer is not None and batch_timer.callback_time == 250
+        assert batch_timer is not None and batch_timer.callback_time == 25  # window / 10
         timers = [*manager._timers, batch_timer]
         assert len(timers) == 2 and all(t.is_running() for t in timers)
         await manager.stop()
