@@ -4,9 +4,7 @@ with its fill time, atomically with its publication, in both the memory and the 
 from __future__ import annotations
 
 import asyncio
-import os
-import secrets
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,9 +14,8 @@ import pytest
 from streaming.broker import Broker, BrokerUnavailable, PublishedFills, fill_record
 from streaming.memory_broker import MemoryBroker
 from streaming.redis_broker import RedisBroker
-from tests.conftest import require_service
+from tests.streaming.test_redis import REDIS_URL, prefix  # noqa: F401 - fixture
 
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 T0 = datetime(2026, 11, 25, 20, 15, 3, 123456, tzinfo=UTC)
 
 
@@ -37,24 +34,6 @@ def trade(execution_id: str, at: datetime, **extra: Any) -> dict[str, Any]:
     }
 
 
-@pytest.fixture
-def redis_prefix() -> Iterator[str]:
-    """A fresh key prefix on the real Redis; its keys are deleted afterwards."""
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
-    try:
-        client.ping()
-    except redis.exceptions.ConnectionError as exc:
-        require_service("Redis", exc)
-    name = "tl" + secrets.token_hex(4)
-    yield name
-    keys = list(client.scan_iter(f"{name}:*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
-
-
 EngineFactory = Callable[..., Any]
 
 
@@ -68,7 +47,7 @@ def engine(request: pytest.FixtureRequest) -> EngineFactory:
             yield MemoryBroker(**kwargs)
 
         return memory
-    prefix = request.getfixturevalue("redis_prefix")
+    prefix = request.getfixturevalue("prefix")  # noqa: F811
 
     @asynccontextmanager
     async def redis_engine(**kwargs: Any) -> AsyncIterator[Broker]:
@@ -163,11 +142,11 @@ def test_a_trade_without_timestamp_is_published_but_not_recorded(engine: EngineF
     run(main())
 
 
-def test_redis_new_epoch_starts_an_empty_ledger(redis_prefix: str) -> None:
+def test_redis_new_epoch_starts_an_empty_ledger(prefix: str) -> None:  # noqa: F811
     """Redis lost the user's keys (restart without persistence): new epoch, empty ledger."""
 
     async def main() -> None:
-        broker = RedisBroker(REDIS_URL, prefix=redis_prefix)
+        broker = RedisBroker(REDIS_URL, prefix=prefix)
         await broker.start()
         try:
             first = await broker.publish("1", "trade_executed", trade("e1", T0))
@@ -188,22 +167,22 @@ def test_redis_new_epoch_starts_an_empty_ledger(redis_prefix: str) -> None:
     run(main())
 
 
-def test_redis_ledger_is_written_by_the_publish_script_and_shared(redis_prefix: str) -> None:
+def test_redis_ledger_is_written_by_the_publish_script_and_shared(prefix: str) -> None:  # noqa: F811
     """Keys share the user's hash tag; a second process reads what the first published."""
 
     async def main() -> None:
         a, b = (
-            RedisBroker(REDIS_URL, prefix=redis_prefix),
-            RedisBroker(REDIS_URL, prefix=redis_prefix),
+            RedisBroker(REDIS_URL, prefix=prefix),
+            RedisBroker(REDIS_URL, prefix=prefix),
         )
         await a.start()
         await b.start()
         try:
             await a.publish("7", "trade_executed", trade("e1", T0))
-            keys = sorted(await a._redis.keys(f"{redis_prefix}:*"))
-            assert f"{redis_prefix}:{{7}}:fills" in keys
-            assert f"{redis_prefix}:{{7}}:started" in keys
-            assert all(k.startswith(f"{redis_prefix}:{{7}}:") for k in keys)
+            keys = sorted(await a._redis.keys(f"{prefix}:*"))
+            assert f"{prefix}:{{7}}:fills" in keys
+            assert f"{prefix}:{{7}}:started" in keys
+            assert all(k.startswith(f"{prefix}:{{7}}:") for k in keys)
             assert (await b.published_fills("7")).ids == {"e1"}
         finally:
             await a.close()
@@ -212,13 +191,13 @@ def test_redis_ledger_is_written_by_the_publish_script_and_shared(redis_prefix: 
     run(main())
 
 
-def test_redis_unreachable_publishes_and_records_nothing(redis_prefix: str) -> None:
+def test_redis_unreachable_publishes_and_records_nothing(prefix: str) -> None:  # noqa: F811
     """A publish that cannot reach Redis raises BrokerUnavailable; nothing is recorded."""
 
     async def main() -> None:
-        broker = RedisBroker(REDIS_URL, prefix=redis_prefix)
+        broker = RedisBroker(REDIS_URL, prefix=prefix)
         await broker.start()
-        reader = RedisBroker(REDIS_URL, prefix=redis_prefix)
+        reader = RedisBroker(REDIS_URL, prefix=prefix)
         await reader.start()
         try:
             real = broker._redis

@@ -11,17 +11,13 @@ execution the broker made exactly once, in fill order, and B's positions must be
 from __future__ import annotations
 
 import asyncio
-import os
-import secrets
 import signal
 import sys
-from collections.abc import Iterator
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import pytest
 from alpaca.trading.client import TradingClient
 
 from streaming.alpaca_bridge import AlpacaBridge, BridgeAccount, Endpoints
@@ -30,30 +26,12 @@ from streaming.manager import StreamManager
 from streaming.redis_broker import RedisBroker
 from streaming.service import PortfolioService
 from streaming.simulator import Simulator
-from tests.conftest import require_service, wait
+from tests.conftest import wait
 from tests.simulator.helpers import KEY, SECRET, call, run, started, wait_until
+from tests.streaming.test_redis import REDIS_URL, prefix  # noqa: F401 - fixture
 
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 ROOT = Path(__file__).resolve().parents[2]
 ALICE = "1"
-
-
-@pytest.fixture
-def prefix() -> Iterator[str]:
-    """A fresh key prefix on the real Redis; its keys are deleted afterwards."""
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
-    try:
-        client.ping()
-    except redis.exceptions.ConnectionError as exc:
-        require_service("Redis", exc)
-    name = "th" + secrets.token_hex(4)
-    yield name
-    keys = list(client.scan_iter(f"{name}:*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
 
 
 def activities(sim: Simulator) -> list[dict[str, Any]]:
@@ -86,7 +64,7 @@ async def ledger_size(broker: RedisBroker) -> int:
     return len((await broker.published_fills(ALICE)).ids)
 
 
-def test_kill_9_the_bridge_of_alice_mid_burst_every_fill_once_in_order(prefix: str) -> None:
+def test_kill_9_the_bridge_of_alice_mid_burst_every_fill_once_in_order(prefix: str) -> None:  # noqa: F811
     """SIGKILL bridge A while orders fill; B catches up: each execution once, in order."""
 
     async def body() -> None:
