@@ -231,17 +231,9 @@ class FolioServer:
             SettingsError: ``web``/``bridge`` without ``REDIS_URL``, or ``bridge`` in demo mode.
         """
         s = self.settings
-        if self.role != "all" and not s.redis_url:
-            raise SettingsError(
-                f"the {self.role} role shares state through Redis: set REDIS_URL "
-                "(or run `python server.py` for everything in one process)"
-            )
-        if self.role == "bridge" and s.demo:
-            raise SettingsError(
-                "a bridge needs ALPACA_API_KEY/ALPACA_SECRET_KEY (the market-data key); for a "
-                "local cluster run `python -m streaming.simulator` and set ALPACA_*_URL to it "
-                "(docs/deployment.md)"
-            )
+        problem = role_problem(s, self.role)
+        if problem is not None:
+            raise SettingsError(problem)
         sockets = self._sockets or bind_sockets(s.port, s.host)
         self.port = sockets[0].getsockname()[1]
         if s.port == 0:  # any free port: the default allowed origin must name the real one
@@ -654,6 +646,10 @@ def main(argv: list[str] | None = None) -> int:
         data_dir = os.environ.get("DATA_DIR", "var")
         print(f"start-up error: {explain(exc, data_dir=data_dir) or exc}", file=sys.stderr)
         return EXIT_CONFIG
+    problem = role_problem(settings, role)
+    if problem is not None:
+        print(f"settings error: {problem}", file=sys.stderr)
+        return EXIT_CONFIG
     configure_logging(settings.log_level, settings.log_format)
     for line in warnings:
         log.warning("%s (a flag wins over its environment variable)", line)
@@ -683,6 +679,22 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"start-up error: {message}", file=sys.stderr)
         return EXIT_CONFIG
+
+
+def role_problem(settings: Settings, role: str) -> str | None:
+    """Return why ``role`` cannot run with ``settings`` (one line naming the fix), or None."""
+    if role != "all" and not settings.redis_url:
+        return (
+            f"the {role} role shares state through Redis: set REDIS_URL "
+            "(or run `python server.py` for everything in one process)"
+        )
+    if role == "bridge" and settings.demo:
+        return (
+            "a bridge needs ALPACA_API_KEY/ALPACA_SECRET_KEY (the market-data key); for a "
+            "local cluster run `python -m streaming.simulator` and set ALPACA_*_URL to it "
+            "(docs/deployment.md)"
+        )
+    return None
 
 
 def tune_gc() -> None:

@@ -172,3 +172,27 @@ def check_users_commands(env: dict[str, str]) -> None:
     one_line_failure(_run(["users", "disable", "erin"], env), "no user named 'erin'", "users list")
     one_line_failure(_run(["users", "frobnicate"], env), "invalid choice")
     one_line_failure(_run(["users", "link", "boss"], env), "--alpaca-key")
+
+
+@pytest.mark.parametrize(
+    ("argv", "extra", "fragments"),
+    [
+        (["web"], {}, ("the web role shares state through Redis", "set REDIS_URL")),
+        (["bridge"], {}, ("the bridge role shares state through Redis", "set REDIS_URL")),
+        (
+            ["bridge"],
+            {"REDIS_URL": "redis://127.0.0.1:6379/15"},
+            ("a bridge needs ALPACA_API_KEY/ALPACA_SECRET_KEY", "python -m streaming.simulator"),
+        ),
+        (["bridge", "--processes", "2"], {}, ("--processes is for the web role",)),
+        (["web", "--processes", "0"], {}, ("--processes: expected a whole number from 1 to 64",)),
+        (["web", "--processes=many"], {}, ("got 'many'",)),
+    ],
+    ids=["web-no-redis", "bridge-no-redis", "bridge-demo", "processes-bridge", "zero", "words"],
+)
+def test_roles_refused_with_one_line(
+    tmp_path: Path, argv: list[str], extra: dict[str, str], fragments: tuple[str, ...]
+) -> None:
+    """A role that cannot run here is one settings-error line naming the fix, exit 2."""
+    last = one_line_failure(_run(argv, _env(tmp_path, **extra)), *fragments)
+    assert last.startswith("settings error: "), last
