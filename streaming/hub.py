@@ -25,7 +25,7 @@ from streaming.frames import PreparedMessage
 from streaming.session import Sent, Session
 from streaming.subscription import filter_data
 
-__all__ = ["Hub", "Sent"]
+__all__ = ["Hub"]
 
 log = logging.getLogger(__name__)
 

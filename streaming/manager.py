@@ -42,14 +42,14 @@ from streaming.broker import Broker, Publication
 from streaming.closecodes import CloseCode
 from streaming.events import Channel, EventType, NoticeCode, encode, envelope
 from streaming.frames import PreparedMessage
-from streaming.hub import Hub, Sent
+from streaming.hub import Hub
 from streaming.looplag import LoopLagMonitor
 from streaming.metrics import Metrics
 from streaming.pacing import TimeSlicer
 from streaming.portfolio import CLOSED_ORDER_STATUSES
 from streaming.protocol import ClientMessage
 from streaming.publisher import Publisher
-from streaming.session import Session
+from streaming.session import Sent, Session
 from streaming.subscription import Subscription, filter_data
 
 __all__ = ["StreamManager", "PortfolioReader"]

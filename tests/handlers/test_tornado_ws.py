@@ -17,7 +17,7 @@ from tornado.websocket import WebSocketProtocol13, _WebSocketParams
 
 from handlers.tornado_ws import PreparedFrameProtocol, unsent_bytes
 from streaming.frames import PreparedMessage
-from streaming.hub import Sent
+from streaming.session import Sent
 
 
 def test_tornado_version_is_one_the_adapter_was_checked_against() -> None:

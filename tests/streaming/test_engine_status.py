@@ -8,8 +8,8 @@ from typing import Any
 
 from streaming.closecodes import CloseCode
 from streaming.events import NoticeCode
-from streaming.hub import Sent
 from streaming.memory_broker import MemoryBroker
+from streaming.session import Sent
 from tests.streaming.test_manager import (
     ALL,
     EPOCH,

@@ -11,8 +11,8 @@ import streaming.hub as hub_module
 from streaming.broker import Publication
 from streaming.events import Channel, encode
 from streaming.frames import PreparedMessage
-from streaming.hub import Hub, Sent
-from streaming.session import Session
+from streaming.hub import Hub
+from streaming.session import Sent, Session
 from streaming.subscription import Subscription
 
 ALL = {Channel.POSITIONS, Channel.ORDERS, Channel.ACCOUNT, Channel.TRADES}

@@ -14,11 +14,10 @@ from streaming.broker import BrokerUnavailable, Publication
 from streaming.closecodes import CloseCode
 from streaming.events import Channel
 from streaming.frames import PreparedMessage
-from streaming.hub import Sent
 from streaming.manager import StreamManager
 from streaming.memory_broker import MemoryBroker
 from streaming.protocol import ClientMessage
-from streaming.session import Session
+from streaming.session import Sent, Session
 from streaming.subscription import Subscription
 
 ALL = frozenset({Channel.POSITIONS, Channel.ORDERS, Channel.ACCOUNT, Channel.TRADES})
