@@ -58,7 +58,10 @@ end
 return 1
 """
 
-_EMPTY: dict[str, Any] = {"positions": [], "orders": [], "account": None, "trades": []}
+
+def _empty_view() -> dict[str, Any]:
+    """A trader with no view saved yet (fresh lists: callers may keep them)."""
+    return {"positions": [], "orders": [], "account": None, "trades": []}
 
 
 def _dumps(value: Any) -> str:
@@ -170,7 +173,7 @@ class RedisViews:
                 raw, pushed_items, order = await pipe.execute()
         except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
             raise BrokerUnavailable(f"Redis unreachable: {exc}") from exc
-        broker = ujson.loads(raw) if raw else dict(_EMPTY)
+        broker = ujson.loads(raw) if raw else _empty_view()
         if not pushed_items:
             return broker
         pushed = PushedState()
