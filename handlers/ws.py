@@ -13,13 +13,13 @@ After it: the user's 6th connection gets an ``error`` ``max_connections`` and is
 (REQ-3). Frames over ``MAX_MESSAGE_BYTES`` are closed with 1009 by Tornado
 (``websocket_max_message_size``). Frames breaking RFC 6455 are closed with 1002 or 1007
 (:mod:`handlers.ws_strict`). More than ``WS_MESSAGE_BURST`` messages at once (refilled at
-``WS_MESSAGE_RATE`` a second) get an ``error`` ``rate_limited``; a client still sending while over
-the limit is closed with 1008. A ``subscribe`` with ``lastSeq`` while the previous replay is still
-being written to the socket, or beyond ``REPLAY_BURST`` replays at once (refilled at
-``REPLAY_RATE`` a second), gets an ``error`` ``replay_in_progress`` (one replay in flight per
-connection, no replay amplification). Every other bad frame gets an ``error`` and the
-connection stays open. Exceptions in message handling are logged and close only this connection
-with 1011.
+``WS_MESSAGE_RATE`` a second) get an ``error`` ``rate_limited``; a client refused again within
+10 s of that warning (still sending while over the limit) is closed with 1008. A ``subscribe``
+with ``lastSeq`` while the previous replay is still being written to the socket, or beyond
+``REPLAY_BURST`` replays at once (refilled at ``REPLAY_RATE`` a second), gets an ``error``
+``replay_in_progress`` (one replay in flight per connection, no replay amplification). Every
+other bad frame gets an ``error`` and the connection stays open. Exceptions in message handling
+are logged and close only this connection with 1011.
 
 Sending: every server→client message is a :class:`streaming.frames.PreparedMessage`, written by
 :mod:`handlers.tornado_ws` (permessage-deflate negotiated without context takeover, so an idle
@@ -62,6 +62,8 @@ MAX_BUFFERED_BYTES = 4 * 1024 * 1024
 #: Replays (``subscribe`` with ``lastSeq``) one connection may ask for: a burst of 3, then one
 #: a second — a reconnecting client needs one; more is replay amplification (issue 7).
 REPLAY_RATE, REPLAY_BURST = 1.0, 3
+#: Seconds a ``rate_limited`` warning counts: refused again within them, the socket is closed.
+RATE_WARNING_S = 10.0
 
 
 class FolioProtocol(StrictFramesMixin, PreparedFrameProtocol):
@@ -183,20 +185,28 @@ class PortfolioSocket(WebSocketHandler):
         # -- issue 7: per-connection message rate limit and one replay in flight.
         s = self.ctx.settings
         self._bucket = TokenBucket(s.ws_message_rate, s.ws_message_burst)
-        self._rate_warned = False
+        #: monotonic seconds of the last ``rate_limited`` warning (None: not warned recently).
+        self._rate_warned_at: float | None = None
         self._replay_written: Any = None
         self._replays = TokenBucket(REPLAY_RATE, REPLAY_BURST)
 
     def _over_rate(self) -> bool:
-        """Take a token; on the first refusal warn (``rate_limited``), on the next close 1008."""
+        """Take a token; on a refusal warn (``rate_limited``), or close 1008 if warned lately.
+
+        A refusal within :data:`RATE_WARNING_S` seconds of the last warning closes. The warning
+        lapses with time, not with the next accepted message: a flood would otherwise be warned
+        again whenever one token refilled mid-flood, and a client sending at twice the refill
+        rate (accepted, refused, accepted, …) would never be closed.
+        """
         if self._bucket.take():
-            self._rate_warned = False
             return False
-        if self._rate_warned:
+        now = time.monotonic()
+        warned = self._rate_warned_at
+        if warned is not None and now - warned < RATE_WARNING_S:
             log.info("user %s closed: message rate limit exceeded", self.session.user_id)
             self.close(CloseCode.POLICY_VIOLATION, "Rate limit exceeded")
         else:
-            self._rate_warned = True
+            self._rate_warned_at = now
         return True
 
     def _replay_in_flight(self) -> bool:

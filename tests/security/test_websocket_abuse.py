@@ -37,6 +37,30 @@ async def test_message_flood_gets_rate_limited_then_1008(folio: Running) -> None
 
 
 @pytest.mark.gen_test(timeout=60)
+async def test_a_client_refused_again_soon_after_the_warning_is_closed(make_server: Any) -> None:
+    """Warned, then one message accepted (a token refilled), then refused again within 10 s of
+    the warning: closed 1008. An accepted message does not reset the warning, so a client
+    sending faster than the refill rate cannot go on forever."""
+    folio: Running = await make_server(ws_message_rate=2, ws_message_burst=5)
+    bob = await Bystander(folio).start()
+    conn = await folio.connect(await folio.login("alice"))
+    for _ in range(6):  # 5 answered, the 6th refused: warned
+        conn.write_message('{"type": "ping"}')
+    got = [await recv(conn, 10) for _ in range(6)]
+    kinds = [m["type"] if m["type"] != "error" else m["data"]["code"] for m in got if m]
+    assert kinds == ["pong"] * 5 + ["rate_limited"]
+    await asyncio.sleep(0.7)  # one token back
+    conn.write_message('{"type": "ping"}')
+    msg = await recv(conn, 10)
+    assert msg is not None and msg["type"] == "pong"
+    conn.write_message('{"type": "ping"}')  # over the limit again, 0.7 s after the warning
+    assert await recv(conn, 10) is None
+    assert (conn.close_code, conn.close_reason) == (1008, "Rate limit exceeded")
+    await bob.expect_events(5)
+    bob.assert_open()
+
+
+@pytest.mark.gen_test(timeout=60)
 async def test_replay_amplification_is_bounded(folio: Running) -> None:
     """150 `subscribe` frames with lastSeq over 100 events of history: at most a few replays are
     sent (one in flight, burst 3 then 1/s); the rest get `replay_in_progress`."""
