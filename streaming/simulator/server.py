@@ -39,6 +39,9 @@ from streaming.simulator.trading_ws import TradingStreamHandler
 
 log = logging.getLogger(__name__)
 
+#: Seconds before the simulator tries again to load the market calendar after a failure.
+CALENDAR_RETRY_S = 60.0
+
 _SPLIT_QTY = Decimal(10)
 _AUTO_BUY_SIZES = (1, 2, 3, 4, 5, 8, 10, 12, 15)
 
@@ -375,8 +378,17 @@ class Simulator:
 
                     self._calendar = await loop.run_in_executor(None, MarketCalendar)
                 close = await loop.run_in_executor(None, self._calendar.next_close, utcnow())
-            except Exception:
-                log.exception("simulator: no market calendar; last_equity will not roll")
+            except Exception as exc:  # noqa: BLE001 - one line, retried (e.g. out of descriptors)
+                if self._tick_cb is None:  # stopped meanwhile
+                    return
+                log.warning(
+                    "simulator: no market calendar (%s: %s); last_equity will not roll until it "
+                    "loads, retrying in %g s",
+                    type(exc).__name__,
+                    exc,
+                    CALENDAR_RETRY_S,
+                )
+                self._close_handle = loop.call_later(CALENDAR_RETRY_S, self._schedule_close)
                 return
             if self._tick_cb is None:  # stopped meanwhile
                 return
