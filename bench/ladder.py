@@ -49,7 +49,7 @@ sys.path.insert(0, str(BENCH / "peers"))
 import latency  # noqa: E402
 from common import user_token  # noqa: E402
 from latency import REPO, TOKEN, ServerProcess, _free_port, _http_json, _login, _rss_mb  # noqa: E402
-from loadclient import CLK_TCK, ClientPool, cpu_seconds  # noqa: E402
+from loadclient import CLK_TCK, ClientPool, cpu_seconds, cpu_split  # noqa: E402
 
 SERVERS = ("folio", "folio-nobatch", "folio-uvloop", "folio-gc", "sio", "ws")
 PASSWORD = "bench-pw"
@@ -225,6 +225,9 @@ class Ladder:
         if variant == "folio-uvloop":
             name, _, value = self.args.uvloop_env.partition("=")
             server.env[name] = value
+        for setting in self.args.folio_env:
+            name, _, value = setting.partition("=")
+            server.env[name] = value
         return server
 
     def point(self, variant: str, conns: int, deflate: bool) -> dict[str, Any]:
@@ -282,6 +285,7 @@ class Ladder:
             sampler.start()
             profiler = _start_profiler(args.profile, pid, variant, conns, deflate)
             cpu0, client0, busy0 = cpu_seconds(pid), self.pool.cpu_s(), _machine_busy_s()
+            split0 = cpu_split(pid)
             t0 = time.monotonic()
             r["load_started_wall"] = time.time()
             send = _run_sender(
@@ -304,11 +308,20 @@ class Ladder:
             for (user, _), i in last.items():
                 wanted[user].append(f"{latency.BENCH_PREFIX}{i}:")
             t_drain = time.monotonic()
-            r["drain_pending"], r["drain_end"] = self.pool.drain(wanted, args.drain_timeout)
+            last_sent_ns = {i: ns for i, _, _, ns in sent}
+            since_ns = min((last_sent_ns[i] for i in last.values()), default=0)
+            r["drain_pending"], r["drain_end"] = self.pool.drain(
+                wanted, args.drain_timeout, since_ns=since_ns
+            )
             r["drain_s"] = time.monotonic() - t_drain
             elapsed = time.monotonic() - t0
             r["load_ended_wall"] = time.time()
             cpu1, client1, busy1 = cpu_seconds(pid), self.pool.cpu_s(), _machine_busy_s()
+            split1 = cpu_split(pid)
+            # user vs kernel time: the kernel's share is mostly the socket writes (and, with
+            # the clients on this machine, their loopback receive path)
+            r["server_user_s"] = split1[0] - split0[0]
+            r["server_sys_s"] = split1[1] - split0[1]
             _stop_profiler(profiler)
             sampler.stopped.set()
             r["server_cpu_s"] = cpu1 - cpu0
@@ -533,6 +546,13 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     )
     p.add_argument(
         "--uvloop-env", default="EVENT_LOOP=uvloop", help="NAME=VALUE that turns uvloop on"
+    )
+    p.add_argument(
+        "--folio-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting for every folio variant (repeatable), e.g. HEARTBEAT_INTERVAL_S=1",
     )
     p.add_argument(
         "--gc-threshold",

@@ -552,6 +552,7 @@ def analyse_raw(
 
     delivered_ms: list[float] = []
     effective_ms: list[float] = []
+    effective_sent_ns: list[int] = []
     types: Counter[str] = Counter()
     stream_frames = 0
     position_frames = 0
@@ -630,6 +631,7 @@ def analyse_raw(
                 else:
                     superseded += 1
                 effective_ms.append((got[j][1] - send_ns) / 1e6)
+                effective_sent_ns.append(send_ns)
                 last_effective_ns = max(last_effective_ns, got[j][1])
         unexpected += sum(len(v) for v in received.values())  # symbols never sent to this user
     frames_if_unbatched = sum(sent_per_user[c.user_id] for c in clients)
@@ -652,8 +654,35 @@ def analyse_raw(
         "last_effective_ns": last_effective_ns,
         "raw_delivered_ms": delivered_ms,
         "raw_effective_ms": effective_ms,
+        "raw_effective_sent_ns": effective_sent_ns,
         "raw_batch_sizes": batch_sizes,
     }
+
+
+def effective_timeline(
+    sent_ns: list[int], effective_ms: list[float], start_ns: int, step_s: float = 0.5
+) -> list[list[float]]:
+    """Effective latency by when the update was sent: ``[[t s, count, p50, p99, max ms], …]``.
+
+    ``t`` is the start of each ``step_s`` slice after ``start_ns`` (the first send). A tail spread
+    evenly over the slices is queueing; a tail in a few slices is a stall (a GC, a burst) there.
+    """
+    slices: dict[int, list[float]] = defaultdict(list)
+    for t, ms in zip(sent_ns, effective_ms, strict=True):
+        slices[int((t - start_ns) / 1e9 / step_s)].append(ms)
+    out = []
+    for k in sorted(slices):
+        values = sorted(slices[k])
+        out.append(
+            [
+                round(k * step_s, 3),
+                len(values),
+                round(_pct(values, 50) or 0, 1),
+                round(_pct(values, 99) or 0, 1),
+                round(values[-1], 1),
+            ]
+        )
+    return out
 
 
 # --------------------------------------------------------------------------------------------

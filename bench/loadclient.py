@@ -40,6 +40,8 @@ of the connections. Not part of the test suite; used by ``bench/ladder.py``.
 from __future__ import annotations
 
 import asyncio
+import bisect
+import gc
 import json
 import multiprocessing
 import os
@@ -333,6 +335,13 @@ class _Worker:
 
         t = time.monotonic()
         await asyncio.gather(*(one(c) for c in self.conns))
+        # The run keeps every frame as a (time, bytes) tuple: hundreds of thousands of tracked
+        # objects, none in a cycle. CPython's collector would walk them again and again while
+        # frames arrive, and its pauses would be measured as the server's latency. Off until
+        # the analysis (the same for every server measured).
+        gc.collect()
+        gc.freeze()
+        gc.disable()
         deflated = sum(1 for c in self.conns if c.deflate is not None)
         fresh = sum(1 for c in self.conns if c.deflate and c.deflate.no_context_takeover)
         wbits = sorted({c.deflate.wbits for c in self.conns if c.deflate})
@@ -357,7 +366,13 @@ class _Worker:
         now = time.monotonic()
         deadline, quiet = now + cfg["timeout"], cfg.get("quiet", 5.0)
         pending = {c.index: (c, set(wanted.get(c.user_id, []))) for c in self.conns}
-        seen_upto = dict.fromkeys(pending, 0)
+        # Frames that arrived before the first wanted update was sent cannot carry it: skip
+        # them, or the first pass scans every frame of the run while the last ones arrive,
+        # and this process's own stall is measured as their latency.
+        since_ns = cfg.get("since_ns", 0)
+        seen_upto = {
+            c.index: bisect.bisect_left(c.frames, since_ns, key=lambda f: f[0]) for c in self.conns
+        }
         total, last_progress, went_quiet = -1, now, False
         while pending and time.monotonic() < deadline:
             received = sum(len(c.frames) for c in self.conns)
@@ -399,13 +414,18 @@ class _Worker:
         return {}
 
     def analyse(self, cfg: dict[str, Any]) -> dict[str, Any]:
-        from latency import analyse_raw
+        from latency import analyse_raw, effective_timeline
 
         sent = [tuple(row) for row in cfg["sent"]]
         raw = analyse_raw(self.conns, sent, decode_message(self.cfg["kind"]))
         raw["raw_delivered_ms"] = array("d", raw["raw_delivered_ms"]).tobytes()
-        raw["raw_effective_ms"] = array("d", raw["raw_effective_ms"]).tobytes()
+        effective = raw["raw_effective_ms"]
+        raw["raw_effective_ms"] = array("d", effective).tobytes()
         raw["raw_batch_sizes"] = array("l", raw["raw_batch_sizes"]).tobytes()
+        start_ns = min((row[3] for row in sent), default=0)
+        raw["timeline"] = [
+            effective_timeline(raw.pop("raw_effective_sent_ns"), effective, start_ns)
+        ]
         raw["unexpected_closes"] = [
             {"conn": c.index, "user": c.user_id, "code": c.close_code, "reason": c.close_reason}
             for c in self.conns
@@ -416,6 +436,8 @@ class _Worker:
         raw["wire_bytes"] = sum(c.wire_bytes for c in self.conns)
         raw["compressed_msgs"] = sum(c.compressed_msgs for c in self.conns)
         self.conns = []
+        gc.unfreeze()
+        gc.enable()
         return raw
 
 
@@ -458,12 +480,17 @@ def _worker_main(pipe: Connection) -> None:
 
 def cpu_seconds(pid: int) -> float:
     """utime + stime of ``pid`` in seconds (from /proc/<pid>/stat); 0.0 if it is gone."""
+    return sum(cpu_split(pid))
+
+
+def cpu_split(pid: int) -> tuple[float, float]:
+    """``(utime, stime)`` of ``pid`` in seconds: user and kernel time; zeros if it is gone."""
     try:
         with open(f"/proc/{pid}/stat") as fh:
             fields = fh.read().rsplit(")", 1)[1].split()
     except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+        return 0.0, 0.0
+    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
 
 
 # --------------------------------------------------------------------------------------------
@@ -550,18 +577,24 @@ class ClientPool:
         }
 
     def drain(
-        self, wanted: dict[str, list[str]], timeout: float, quiet: float = 5.0
+        self,
+        wanted: dict[str, list[str]],
+        timeout: float,
+        quiet: float = 5.0,
+        since_ns: int = 0,
     ) -> tuple[int, str]:
         """Wait for the tags ``wanted`` per user on every connection.
 
         Stops after ``timeout`` s, or ``quiet`` s without any frame arriving (see the worker).
+        ``since_ns`` (``time.time_ns()``): when the earliest wanted update was sent; frames
+        received before it are not searched.
 
         Returns:
             ``(connections still short, how it ended)``: ``"complete"``, ``"quiet"`` (nothing
             arrived any more: what is missing is lost) or ``"timeout"`` (still arriving: what is
             missing may only be late).
         """
-        cfg = {"wanted": wanted, "timeout": timeout, "quiet": quiet}
+        cfg = {"wanted": wanted, "timeout": timeout, "quiet": quiet, "since_ns": since_ns}
         replies = self._all([("drain", cfg)] * len(self.pipes))
         pending = sum(r["pending"] for r in replies)
         if not pending:

@@ -5,11 +5,12 @@ complete snapshot per symbol (and the latest account) wins — never deltas, so 
 one loses nothing (design doc, Risk 4). ``order_update`` and ``trade_executed`` are never held:
 :meth:`Batcher.add` first returns the user's pending batch, then the event, so order is kept.
 Each user's windows have their own phase: a user's batches are due at ``phase + k × window``, the
-phase a stable hash of the userId spread over the window, and the publisher's short tick releases
-what is due (:meth:`Batcher.drain_due`). An update still waits at most one window (on average
-half), as with one shared tick; but with thousands of tabs a shared tick would release every
-user's batch at the same instant and fan out all their frames in one burst, delaying the last tab
-by the whole burst (bench/README.md, "Staggered windows").
+phase a stable hash of the userId spread over the window. The publisher's timer, armed for the
+earliest due batch (:meth:`Batcher.next_due`), releases what is due (:meth:`Batcher.drain_due`).
+An update still waits at most one window (on average half), as with one shared tick; but with
+thousands of tabs a shared tick would release every user's batch at the same instant and fan out
+all their frames in one burst, delaying the last tab by the whole burst (bench/README.md,
+"Staggered windows").
 
 Latency trade-off: an update waits at most one window before it is sent, so the window adds up
 to ``BATCH_WINDOW_MS`` to delivery latency. The default 250 ms keeps REQ-4 (p95 < 500 ms, window
@@ -115,6 +116,20 @@ class Batcher:
         window = self.window_ms / 1000.0
         phase = (zlib.crc32(user_id.encode()) % 1024) / 1024.0 * window
         return at + (phase - at) % window or at + window
+
+    def next_due(self) -> float | None:
+        """When the earliest batch held is due (monotonic seconds), or None when none is held.
+
+        Forgets heap entries of batches already taken early (an order went first).
+        """
+        heap = self._due
+        while heap:
+            due, _, user_id = heap[0]
+            pending = self._pending.get(user_id)
+            if pending is not None and pending.due == due:
+                return due
+            heapq.heappop(heap)
+        return None
 
     def drain_due(self, now: float) -> list[Outgoing]:
         """Remove and return the batches due at ``now`` (monotonic seconds), earliest first."""

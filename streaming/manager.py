@@ -16,6 +16,15 @@ the wait, so a server pause (GC, SIGSTOP, a long callback) never disconnects hea
 (Tornado's own ``websocket_ping_timeout`` is capped at the ping interval since 6.5, so 15 s / 30 s
 needs this accounting.)
 
+Pings are spread, not sent in waves. Every ping costs a write and the pong a read, and tabs open
+in crowds (a deploy, a reconnect storm): pinging every due tab at once would add, every
+``heartbeat_interval_s``, a burst of that many writes and reads to the loop (at 10,000 tabs,
+~0.5 s of work arriving in one go, which every trader saw as late updates). So the heartbeat
+ticks :data:`HEARTBEAT_TICKS_PER_INTERVAL` times per interval and each tick sends at most twice
+the steady rate (every tab once per interval, see :meth:`StreamManager.ping_budget`); tabs
+beyond the budget are pinged at the next tick, and since each tab's next ping follows its last,
+a crowd that opened together is spread over the interval after its first round and stays so.
+
 Engine status: while this process's engine fan-out is down (Redis unreachable:
 ``Broker.connected`` false) its sockets would hear nothing and not know their data is frozen.
 The heartbeat tick compares ``broker.connected`` with the value it saw last and, when it
@@ -31,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import math
 import secrets
 import time
 from collections.abc import Callable, Mapping
@@ -110,6 +120,14 @@ _ENGINE_NOTICE: dict[bool, dict[str, Any]] = {
 }
 
 
+#: Heartbeat ticks per ping interval (1 s at the default 15 s): how finely pings are spread
+#: and how soon a timeout or an engine status change is noticed.
+HEARTBEAT_TICKS_PER_INTERVAL = 15
+
+#: A tick may always send this many pings, whatever the number of tabs.
+MIN_PINGS_PER_TICK = 100
+
+
 class StreamManager:
     """Owns the hub, the connections' sessions and the fan-out handler; one per web process.
 
@@ -158,6 +176,13 @@ class StreamManager:
         self._clock = clock
         self._wall_clock = wall_clock
         self._timers: list[PeriodicCallback] = []
+        #: Seconds between heartbeat ticks; slots are renewed every third of the shorter of
+        #: interval and timeout, as before the ticks were made finer.
+        self.heartbeat_tick_s = max(
+            0.01, min(heartbeat_interval_s, heartbeat_timeout_s) / HEARTBEAT_TICKS_PER_INTERVAL
+        )
+        self._slots_every_s = max(0.01, min(heartbeat_interval_s, heartbeat_timeout_s) / 3.0)
+        self._slots_refreshed_at = clock()
         self._process_id = secrets.token_hex(6)
         self._slot_counter = itertools.count(1)
         #: ``broker.connected`` as the clients were last told it (see the module docstring).
@@ -168,8 +193,7 @@ class StreamManager:
     def start(self) -> None:
         """Start the batch-flush and heartbeat :class:`PeriodicCallback` s on the current IOLoop."""
         self.publisher.start()
-        tick = min(self.heartbeat_interval_s, self.heartbeat_timeout_s) / 3.0
-        self._timers.append(PeriodicCallback(self.sweep_paced, max(tick, 0.01) * 1000.0))
+        self._timers.append(PeriodicCallback(self.sweep_paced, self.heartbeat_tick_s * 1000.0))
         for timer in self._timers:
             timer.start()
         self.loop_lag.start()
@@ -278,23 +302,39 @@ class StreamManager:
         (during a stall the client's answer may be waiting, unread, in our socket buffer).
         """
         now, wall = self._clock(), self._wall_clock()
+        budget = [self.ping_budget()]
         for client in self.hub.all():
-            self._check(client, now, wall)
+            self._check(client, now, wall, budget)
 
     async def sweep_paced(self) -> None:
         """:meth:`sweep`, giving the loop back every few ms (:mod:`streaming.pacing`).
 
-        With thousands of tabs a tick pings thousands of sockets; done in one go it would stall
-        everything else for tens of milliseconds. The heartbeat timer runs this one.
+        With thousands of tabs a tick checks thousands of sessions and pings hundreds of
+        sockets; done in one go it would stall everything else for milliseconds. The heartbeat
+        timer runs this one, every :attr:`heartbeat_tick_s`.
         """
         await self._tell_engine_status()
         now, wall = self._clock(), self._wall_clock()
+        budget = [self.ping_budget()]
         slicer = TimeSlicer()
         for client in self.hub.all():
             if client.opened_at is not None:  # not closed while we yielded
-                self._check(client, now, wall)
+                self._check(client, now, wall, budget)
             await slicer.pause_if_due()
-        await self._refresh_slots()
+        if now - self._slots_refreshed_at >= self._slots_every_s:
+            self._slots_refreshed_at = now
+            await self._refresh_slots()
+
+    def ping_budget(self) -> int:
+        """Most pings one heartbeat tick sends: twice the steady rate, at least 100.
+
+        Steady rate: every open tab once per ``heartbeat_interval_s``, i.e. tabs × tick /
+        interval per tick (667 per 1 s tick at 10,000 tabs and 15 s). Twice that lets a backlog
+        clear within a few ticks while a crowd of tabs that all became due together is spread
+        over half an interval instead of pinged (and answered) in one burst.
+        """
+        steady = self.hub.count() * self.heartbeat_tick_s / self.heartbeat_interval_s
+        return max(MIN_PINGS_PER_TICK, math.ceil(2 * steady))
 
     async def _tell_engine_status(self) -> None:
         """Send every connection a ``notice`` when ``broker.connected`` changed since last told.
@@ -343,8 +383,12 @@ class StreamManager:
         except Exception as exc:
             log.warning("connection slots not renewed (%s)", exc)
 
-    def _check(self, client: Session, now: float, wall: float) -> None:
-        """One connection's heartbeat accounting (see :meth:`sweep`)."""
+    def _check(self, client: Session, now: float, wall: float, budget: list[int]) -> None:
+        """One connection's heartbeat accounting (see :meth:`sweep`).
+
+        ``budget``: ``[pings this tick may still send]``, decremented here; a due ping beyond it
+        waits for the next tick (the timeout runs from when a ping is actually sent).
+        """
         pinged = client.ping_unanswered
         if pinged is not None and client.last_seen >= pinged:
             pinged = client.ping_unanswered = None  # answered (any frame counts)
@@ -359,7 +403,8 @@ class StreamManager:
             client.close(CloseCode.HEARTBEAT_TIMEOUT, "Heartbeat timeout")
             # A silent peer may never complete the closing handshake: free the slot now.
             self.disconnect(client, CloseCode.HEARTBEAT_TIMEOUT)
-        elif now - client.last_ping >= self.heartbeat_interval_s:
+        elif now - client.last_ping >= self.heartbeat_interval_s and budget[0] > 0:
+            budget[0] -= 1
             client.last_ping = now
             if pinged is None:
                 client.ping_unanswered = now

@@ -274,3 +274,18 @@ def test_drain_releases_everything_due_or_not():
     b.add("1", "position_update", pos("AAPL"), at=1.0)
     b.add("2", "position_update", pos("AAPL"), at=100.0)
     assert [o[0] for o in b.drain()] == ["1", "2"]
+
+
+def test_next_due_is_the_earliest_batch_still_held():
+    b = Batcher(250)
+    assert b.next_due() is None
+    due_1 = b._next_due("1", 1.0)
+    due_2 = b._next_due("2", 1.0)
+    b.add("1", "position_update", pos("AAPL"), at=1.0)
+    b.add("2", "position_update", pos("AAPL"), at=1.0)
+    assert b.next_due() == min(due_1, due_2)
+    first, second = ("1", "2") if due_1 < due_2 else ("2", "1")
+    b.add(first, "order_update", order("o1"), at=1.001)  # its batch leaves early
+    assert b.next_due() == max(due_1, due_2)  # the stale entry is skipped
+    assert [o[0] for o in b.drain_due(max(due_1, due_2))] == [second]
+    assert b.next_due() is None

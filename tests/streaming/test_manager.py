@@ -711,6 +711,41 @@ def test_sweep_touches_only_silent_connections():
     run(main)
 
 
+def test_pings_to_a_crowd_are_spread_over_the_interval_and_stay_spread():
+    """1,000 tabs opened at the same instant are not all pinged in one tick: each 1 s tick sends
+    at most twice the steady rate (134 here), everyone is pinged within the first half interval,
+    and the next round keeps that spread instead of bunching again. Nobody times out."""
+
+    async def main() -> None:
+        manager, _, clock = make(
+            heartbeat_interval_s=15.0, heartbeat_timeout_s=30.0, max_connections_per_user=1000
+        )
+        assert manager.heartbeat_tick_s == 1.0
+        clients = [FakeClient("1", sid=f"s{i}") for i in range(1000)]
+        clock.now = 0.0
+        for c in clients:
+            manager.connect(c)
+        assert manager.ping_budget() == 134  # ceil(2 × 1000 × 1 / 15)
+        per_tick: list[int] = []
+        for second in range(1, 46):
+            clock.now = float(second)
+            before = sum(len(c.log) for c in clients)
+            manager.sweep()
+            per_tick.append(sum(len(c.log) for c in clients) - before)
+            for c in clients:  # every tab answers at once
+                if c.log and c.log[-1] == ("ping", None):
+                    manager.seen(c)
+        first_round, second_round = per_tick[14:22], per_tick[29:37]
+        assert per_tick[:14] == [0] * 14
+        assert max(per_tick) == 134
+        assert sum(first_round) == 1000 and sum(second_round) == 1000
+        assert first_round == second_round  # the spread is kept, not bunched again
+        assert all(len([e for e in c.log if e[0] == "close"]) == 0 for c in clients)
+        assert manager.hub.count() == 1000
+
+    run(main)
+
+
 def test_a_loop_stall_is_not_blamed_on_clients():
     """A 35 s stall of the server (recorded by the lag probe) does not close anyone with 4000;
     the same silence without a stall does."""
@@ -845,10 +880,11 @@ def test_start_then_stop_manages_timers():
     async def main() -> None:
         manager, _, _ = make(window_ms=250)
         manager.start()
-        batch_timer = manager.publisher._timer
-        assert batch_timer is not None and batch_timer.callback_time == 25  # window / 10
-        timers = [*manager._timers, batch_timer]
-        assert len(timers) == 2 and all(t.is_running() for t in timers)
+        assert manager.publisher._timer is None  # nothing held: no batch timer armed
+        manager.publisher.emit("1", "position_update", {"symbol": "AAPL"})
+        assert manager.publisher._timer is not None  # armed for that batch's window end
+        timers = list(manager._timers)
+        assert len(timers) == 1 and timers[0].is_running()
         await manager.stop()
         assert manager._timers == [] and manager.publisher._timer is None
         assert not any(t.is_running() for t in timers)
@@ -861,7 +897,7 @@ def test_start_without_batching_only_runs_heartbeat():
         manager, _, _ = make(window_ms=0, heartbeat_interval_s=15.0, heartbeat_timeout_s=30.0)
         manager.start()
         (timer,) = manager._timers
-        assert timer.callback_time == 5000.0  # min(15, 30) / 3 seconds, in ms
+        assert timer.callback_time == 1000.0  # min(15, 30) / 15 seconds, in ms
         await manager.stop()
 
     run(main)

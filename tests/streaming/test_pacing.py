@@ -67,7 +67,8 @@ def test_a_long_flush_lets_the_loop_run_other_callbacks() -> None:
 
 
 def test_paced_sweep_pings_everyone_and_yields_between() -> None:
-    """The heartbeat tick over many connections pings each once and lets others run."""
+    """Heartbeat ticks over many connections ping each once, at most the budget per tick, and
+    let others run."""
     import time
 
     class SlowPing(Session):
@@ -109,6 +110,11 @@ def test_paced_sweep_pings_everyone_and_yields_between() -> None:
         other = asyncio.ensure_future(other_work())
         await asyncio.sleep(0)
         await manager.sweep_paced()
+        assert manager.ping_budget() == 100  # 500 tabs: the minimum budget per tick
+        assert sum(c.pings for c in clients) == 100
+        assert len({t for t in turns if 0 < t < 100}) >= 1  # it yielded mid-tick
+        for _ in range(4):  # the next ticks ping the others, none twice
+            await manager.sweep_paced()
         other.cancel()
         assert all(c.pings == 1 for c in clients)
         assert len({t for t in turns if 0 < t < 500}) >= 3
