@@ -43,7 +43,10 @@ from tornado.websocket import WebSocketHandler, WebSocketProtocol13, _WebSocketP
 from streaming.frames import PreparedMessage
 from streaming.session import Sent
 
-__all__ = ["PreparedFrameProtocol", "prepared_protocol", "unsent_bytes"]
+__all__ = ["PING_FRAME", "PreparedFrameProtocol", "prepared_protocol", "unsent_bytes"]
+
+#: An empty ping from the server: FIN + opcode 0x9, unmasked, length 0 (RFC 6455 §5.2, §5.5.2).
+PING_FRAME = b"\x89\x00"
 
 
 class PreparedFrameProtocol(WebSocketProtocol13):
@@ -107,13 +110,30 @@ class PreparedFrameProtocol(WebSocketProtocol13):
         stream = self.stream
         return self._write(message, not len(stream._write_buffer) and not stream.closed())
 
+    def ping_prepared(self) -> bool:
+        """Write an empty ping frame (RFC 6455 §5.5.2) the way prepared frames are written.
+
+        The frame is always the same two bytes (FIN, opcode 0x9, no mask, no payload), so it
+        needs no framing per connection: the heartbeat pings thousands of tabs per interval.
+        False when the connection is closing or closed (nothing written).
+        """
+        stream = self.stream
+        if self.client_terminated or self.server_terminated or stream._closed:
+            return False
+        self._wire_bytes_out += len(PING_FRAME)
+        return self._send(
+            PING_FRAME, not (stream._total_write_index - stream._total_write_done_index)
+        )
+
     def _write(self, message: PreparedMessage, idle: bool) -> bool:
         """Write the frame: to the socket directly when ``idle`` (nothing queued, stream open)."""
-        frame: bytes | memoryview = message.frame(
-            self.deflate_wbits if self._compressor is not None else None
-        )
+        frame = message.frame(self.deflate_wbits if self._compressor is not None else None)
         self._message_bytes_out += len(message.payload)
         self._wire_bytes_out += len(frame)
+        return self._send(frame, idle)
+
+    def _send(self, frame: bytes | memoryview, idle: bool) -> bool:
+        """``frame`` to the socket at once when ``idle``, else (or what it did not take) queued."""
         stream = self.stream
         if idle and type(stream) is IOStream:
             # Fast path: nothing queued before it, so the kernel may take the frame at once,

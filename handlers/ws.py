@@ -314,7 +314,16 @@ class PortfolioSocket(WebSocketHandler):
         return conn.offer(message, MAX_BUFFERED_BYTES)
 
     def ping(self, data: str | bytes = b"") -> None:
-        """Send a ping frame; ignore a socket that closed meanwhile."""
+        """Send a ping frame; ignore a socket that closed meanwhile.
+
+        The heartbeat's empty ping is written as a prepared frame (no Future, no framing);
+        a ping with data goes through Tornado.
+        """
+        conn = self.ws_connection
+        if not data:
+            if type(conn) is FolioProtocol:
+                conn.ping_prepared()
+            return
         try:
             super().ping(data)
         except WebSocketClosedError:

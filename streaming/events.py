@@ -313,13 +313,14 @@ def _check(field: str, kind: _Kind, value: Any) -> Any:
                 field, f"must be a decimal string, got {_show(value)}"
             ) from None
     if kind == "ts":
-        bad = EventValidationError(field, f"must be an ISO 8601 timestamp, got {_show(value)}")
-        if len(value) > MAX_TS_LEN or not value.isascii():
-            raise bad
         try:
+            if len(value) > MAX_TS_LEN or not value.isascii():
+                raise ValueError(value)
             datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
-            raise bad from None
+            raise EventValidationError(
+                field, f"must be an ISO 8601 timestamp, got {_show(value)}"
+            ) from None
         return value
     if len(value) > MAX_STR_LEN or not value.isprintable() or not value.strip():
         raise EventValidationError(

@@ -15,7 +15,7 @@ import tornado
 from tornado.iostream import IOStream
 from tornado.websocket import WebSocketProtocol13, _WebSocketParams
 
-from handlers.tornado_ws import PreparedFrameProtocol, unsent_bytes
+from handlers.tornado_ws import PING_FRAME, PreparedFrameProtocol, unsent_bytes
 from streaming.frames import PreparedMessage
 from streaming.session import Sent
 
@@ -164,3 +164,28 @@ def test_offer_queues_what_the_kernel_did_not_take_and_keeps_the_order() -> None
             right.close()
 
     asyncio.run(go())
+
+
+def test_ping_prepared_writes_an_empty_ping_in_order_and_not_when_closing() -> None:
+    """The heartbeat's ping: the two bytes of an empty ping (RFC 6455 §5.5.2), straight to an
+    idle socket, queued behind waiting bytes, nothing on a closing connection."""
+
+    async def go() -> None:
+        left, right = socket.socketpair()
+        stream = IOStream(left)
+        try:
+            proto = _protocol(stream)
+            assert proto.ping_prepared() is True
+            right.settimeout(5)
+            assert right.recv(100) == PING_FRAME == bytes([0x89, 0x00])
+        finally:
+            stream.close()
+            right.close()
+
+    asyncio.run(go())
+    waiting = _Stream(queued=10)
+    assert _protocol(waiting).ping_prepared() is True
+    assert waiting.written == [PING_FRAME]  # behind the 10 bytes already queued
+    for kwargs, stream in (({"client": True}, _Stream()), ({}, _Stream(closed=True))):
+        assert _protocol(stream, **kwargs).ping_prepared() is False
+        assert stream.written == []
