@@ -25,7 +25,15 @@ from streaming.service import PortfolioService
 from streaming.shared import SharedPortfolio
 from streaming.user_control import UserControl
 
-__all__ = ["Context", "BaseHandler", "ApiError", "NotFoundHandler", "log_request"]
+__all__ = [
+    "Context",
+    "BaseHandler",
+    "ApiError",
+    "NotFoundHandler",
+    "access_line",
+    "log_request",
+    "parse_json_object",
+]
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("tornado.access")
@@ -34,14 +42,42 @@ access_log = logging.getLogger("tornado.access")
 def log_request(handler: RequestHandler) -> None:
     """Log one line per finished request (the Application's ``log_function``).
 
+    See :func:`access_line` for the line and its level.
+    """
+    request = handler.request
+    access_line(
+        handler.get_status(),
+        request.method or "",
+        request.uri or "",
+        request.remote_ip,
+        request.request_time(),
+        getattr(handler, "logged_error", None),
+    )
+
+
+def access_line(
+    status: int,
+    method: str,
+    uri: str,
+    remote_ip: str | None,
+    duration_s: float,
+    error: HTTPError | None = None,
+) -> None:
+    """Log one finished request: ``"<status> <method> <uri> (<ip>) <ms>ms[: <code>: <message>]"``.
+
     2xx/3xx at INFO, 4xx at WARNING, 5xx at ERROR, except 429 refusals at DEBUG (a flood of
     refused requests must not flood the log; they are counted in the metrics). An error answer
     carries its code and message on the same line, so an error is logged once (not also by
     ``log_exception``). Extras: ``status`` and ``errorCode`` (for ``LOG_FORMAT=json``).
+
+    Args:
+        status: the HTTP status answered.
+        method: the request method.
+        uri: the request target as received (path and query).
+        remote_ip: the client's address (after trusted proxies' headers), or None.
+        duration_s: seconds from the request's arrival to its answer.
+        error: the HTTPError the request ended with, if any.
     """
-    status = handler.get_status()
-    request = handler.request
-    error = getattr(handler, "logged_error", None)
     code, detail = None, ""
     if isinstance(error, ApiError):
         code, detail = error.code, f": {error.code}: {error.message}"
@@ -65,13 +101,28 @@ def log_request(handler: RequestHandler) -> None:
         level,
         "%d %s %s (%s) %.2fms%s",
         status,
-        request.method,
-        request.uri,
-        request.remote_ip,
-        1000.0 * request.request_time(),
+        method,
+        uri,
+        remote_ip,
+        1000.0 * duration_s,
         detail,
         extra=extra,
     )
+
+
+def parse_json_object(body: bytes | None) -> dict[str, Any]:
+    """Decode a request body that must be a JSON object.
+
+    Raises:
+        ApiError: 400 ``invalid_json`` when the body is not a JSON object.
+    """
+    try:
+        value = ujson.loads(body or b"")
+    except (ValueError, OverflowError):
+        raise ApiError(400, "invalid_json", "request body is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise ApiError(400, "invalid_json", "request body must be a JSON object")
+    return value
 
 
 @dataclass
@@ -164,13 +215,7 @@ class BaseHandler(RequestHandler):
         Raises:
             ApiError: 400 ``invalid_json`` when the body is not a JSON object.
         """
-        try:
-            body = ujson.loads(self.request.body or b"")
-        except (ValueError, OverflowError):
-            raise ApiError(400, "invalid_json", "request body is not valid JSON") from None
-        if not isinstance(body, dict):
-            raise ApiError(400, "invalid_json", "request body must be a JSON object")
-        return body
+        return parse_json_object(self.request.body)
 
     def session_token(self) -> str | None:
         """Return the session cookie's value (never logged)."""

@@ -19,25 +19,20 @@ needs this accounting.)
 Pings are spread, not sent in waves. Every ping costs a write and the pong a read, and tabs open
 in crowds (a deploy, a reconnect storm): pinging every due tab at once would add, every
 ``heartbeat_interval_s``, a burst of that many writes and reads to the loop (at 10,000 tabs,
-~0.5 s of work arriving in one go, which every trader saw as late updates). So the heartbeat
-ticks :data:`HEARTBEAT_TICKS_PER_INTERVAL` times per interval and each tick sends at most twice
-the steady rate (every tab once per interval, see :meth:`StreamManager.ping_budget`); tabs
-beyond the budget are pinged at the next tick, and since each tab's next ping follows its last,
-a crowd that opened together is spread over the interval after its first round and stays so.
-
-Engine status: while this process's engine fan-out is down (Redis unreachable:
-``Broker.connected`` false) its sockets would hear nothing and not know their data is frozen.
-The heartbeat tick compares ``broker.connected`` with the value it saw last and, when it
-changes, sends every connection of this process a ``notice`` (``engine_down`` / ``engine_ok``)
-directly, not through the engine; a ``subscribe`` arriving while the fan-out is down is told at
-once. A notice is per connection: it carries no stream position (``seq`` 0, ``epoch`` ``""``) and
-is never numbered. On ``engine_ok`` clients resubscribe with ``lastSeq`` + ``epoch`` to replay
-whatever the fan-out did not bring them (docs/operations.md, "Redis outage").
+~0.5 s of work arriving in one go, which every trader saw as late updates). So each session's
+next heartbeat check (its next ping, or its ping's timeout) sits in a heap; the heartbeat ticks
+:data:`HEARTBEAT_TICKS_PER_INTERVAL` times per interval, takes only the sessions that are due
+(never a scan of every tab), and sends at most twice the steady rate of pings per tick
+(:meth:`StreamManager.ping_budget`); tabs beyond the budget are checked again at the next tick,
+and since each tab's next ping follows its last, a crowd that opened together is spread over
+the interval after its first round and stays so. Session expiry (4001) is checked by a scan of
+every session every third of the interval, with the engine's slots renewal.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import itertools
 import logging
 import math
@@ -120,9 +115,9 @@ _ENGINE_NOTICE: dict[bool, dict[str, Any]] = {
 }
 
 
-#: Heartbeat ticks per ping interval (1 s at the default 15 s): how finely pings are spread
+#: Heartbeat ticks per ping interval (0.25 s at the default 15 s): how finely pings are spread
 #: and how soon a timeout or an engine status change is noticed.
-HEARTBEAT_TICKS_PER_INTERVAL = 15
+HEARTBEAT_TICKS_PER_INTERVAL = 60
 
 #: A tick may always send this many pings, whatever the number of tabs.
 MIN_PINGS_PER_TICK = 100
@@ -183,6 +178,10 @@ class StreamManager:
         )
         self._slots_every_s = max(0.01, min(heartbeat_interval_s, heartbeat_timeout_s) / 3.0)
         self._slots_refreshed_at = clock()
+        #: ``(when, order, session)``: each open session's next heartbeat check (its live entry
+        #: is the one whose ``when`` equals ``session.heartbeat_due``; others are stale).
+        self._heartbeats: list[tuple[float, int, Session]] = []
+        self._heartbeat_order = itertools.count()
         self._process_id = secrets.token_hex(6)
         self._slot_counter = itertools.count(1)
         #: ``broker.connected`` as the clients were last told it (see the module docstring).
@@ -270,6 +269,7 @@ class StreamManager:
             return False
         now = self._clock()
         client.last_seen = client.last_ping = client.opened_at = now
+        self._schedule(client, now + self.heartbeat_interval_s)
         self.metrics.connects.inc()
         self.metrics.connections.set(self.hub.count())
         return True
@@ -300,36 +300,56 @@ class StreamManager:
         A connection is unresponsive when its oldest unanswered ping was sent at least
         ``heartbeat_timeout_s`` ago, not counting the longest stall of the event loop since then
         (during a stall the client's answer may be waiting, unread, in our socket buffer).
+        Only the sessions whose heartbeat check is due are looked at; expiry is checked for all.
         """
         now, wall = self._clock(), self._wall_clock()
         budget = [self.ping_budget()]
+        for client in self._due_heartbeats(now):
+            self._check(client, now, budget)
         for client in self.hub.all():
-            self._check(client, now, wall, budget)
+            self._expire(client, wall)
 
     async def sweep_paced(self) -> None:
         """:meth:`sweep`, giving the loop back every few ms (:mod:`streaming.pacing`).
 
-        With thousands of tabs a tick checks thousands of sessions and pings hundreds of
-        sockets; done in one go it would stall everything else for milliseconds. The heartbeat
-        timer runs this one, every :attr:`heartbeat_tick_s`.
+        The heartbeat timer runs this one, every :attr:`heartbeat_tick_s`; the expiry scan
+        and the slots renewal run every third of the interval.
         """
         await self._tell_engine_status()
         now, wall = self._clock(), self._wall_clock()
         budget = [self.ping_budget()]
         slicer = TimeSlicer()
-        for client in self.hub.all():
+        for client in self._due_heartbeats(now):
             if client.opened_at is not None:  # not closed while we yielded
-                self._check(client, now, wall, budget)
+                self._check(client, now, budget)
             await slicer.pause_if_due()
         if now - self._slots_refreshed_at >= self._slots_every_s:
             self._slots_refreshed_at = now
+            for client in self.hub.all():
+                if client.opened_at is not None:
+                    self._expire(client, wall)
+                await slicer.pause_if_due()
             await self._refresh_slots()
+
+    def _schedule(self, client: Session, when: float) -> None:
+        """Make ``when`` (monotonic seconds) ``client``'s next heartbeat check."""
+        client.heartbeat_due = when
+        heapq.heappush(self._heartbeats, (when, next(self._heartbeat_order), client))
+
+    def _due_heartbeats(self, now: float) -> list[Session]:
+        """Take the open sessions whose heartbeat check is due at ``now``, earliest first."""
+        heap, due = self._heartbeats, []
+        while heap and heap[0][0] <= now:
+            when, _, client = heapq.heappop(heap)
+            if client.opened_at is not None and client.heartbeat_due == when:
+                due.append(client)
+        return due
 
     def ping_budget(self) -> int:
         """Most pings one heartbeat tick sends: twice the steady rate, at least 100.
 
         Steady rate: every open tab once per ``heartbeat_interval_s``, i.e. tabs × tick /
-        interval per tick (667 per 1 s tick at 10,000 tabs and 15 s). Twice that lets a backlog
+        interval per tick (167 per 0.25 s tick at 10,000 tabs and 15 s). Twice that lets a backlog
         clear within a few ticks while a crowd of tabs that all became due together is spread
         over half an interval instead of pinged (and answered) in one burst.
         """
@@ -383,8 +403,14 @@ class StreamManager:
         except Exception as exc:
             log.warning("connection slots not renewed (%s)", exc)
 
-    def _check(self, client: Session, now: float, wall: float, budget: list[int]) -> None:
-        """One connection's heartbeat accounting (see :meth:`sweep`).
+    def _expire(self, client: Session, wall: float) -> None:
+        """Close ``client`` with 4001 once its login session has expired (``wall``: unix s)."""
+        if client.expires_at and wall >= client.expires_at:
+            client.close(CloseCode.SESSION_REVOKED, "Session expired")
+            self.disconnect(client, CloseCode.SESSION_REVOKED)
+
+    def _check(self, client: Session, now: float, budget: list[int]) -> None:
+        """One due connection's heartbeat accounting (see :meth:`sweep`), then its next check.
 
         ``budget``: ``[pings this tick may still send]``, decremented here; a due ping beyond it
         waits for the next tick (the timeout runs from when a ping is actually sent).
@@ -392,10 +418,7 @@ class StreamManager:
         pinged = client.ping_unanswered
         if pinged is not None and client.last_seen >= pinged:
             pinged = client.ping_unanswered = None  # answered (any frame counts)
-        if client.expires_at and wall >= client.expires_at:
-            client.close(CloseCode.SESSION_REVOKED, "Session expired")
-            self.disconnect(client, CloseCode.SESSION_REVOKED)
-        elif (
+        if (
             pinged is not None
             and now - pinged - self._loop_stall_since(pinged, now) >= self.heartbeat_timeout_s
         ):
@@ -403,12 +426,20 @@ class StreamManager:
             client.close(CloseCode.HEARTBEAT_TIMEOUT, "Heartbeat timeout")
             # A silent peer may never complete the closing handshake: free the slot now.
             self.disconnect(client, CloseCode.HEARTBEAT_TIMEOUT)
-        elif now - client.last_ping >= self.heartbeat_interval_s and budget[0] > 0:
+            return
+        if now - client.last_ping >= self.heartbeat_interval_s and budget[0] > 0:
             budget[0] -= 1
             client.last_ping = now
             if pinged is None:
-                client.ping_unanswered = now
+                pinged = client.ping_unanswered = now
             client.ping()
+        if client.opened_at is None:  # the ping found it closed
+            return
+        when = client.last_ping + self.heartbeat_interval_s
+        if pinged is not None:
+            when = min(when, pinged + self.heartbeat_timeout_s)
+        # over the budget, or a timeout deferred by a loop stall: look again next tick
+        self._schedule(client, when if when > now else now + self.heartbeat_tick_s)
 
     def _loop_stall_since(self, since: float, now: float) -> float:
         """Longest event-loop stall (seconds) since ``since``, the one in progress included.

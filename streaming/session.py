@@ -67,6 +67,8 @@ class Session:
         last_ping: monotonic seconds of the last ping sent.
         ping_unanswered: monotonic seconds of the oldest ping not answered yet, or None.
         opened_at: monotonic seconds it was registered with the hub; None before and after.
+        heartbeat_due: monotonic seconds of its next heartbeat check (ping or timeout), the
+            manager's schedule.
         slot: its deployment-wide connection slot (REQ-3 across processes), or None.
     """
 
@@ -82,6 +84,7 @@ class Session:
         "ping_unanswered",
         "opened_at",
         "slot",
+        "heartbeat_due",
     )
 
     def __init__(
@@ -104,6 +107,7 @@ class Session:
         self.ping_unanswered: float | None = None
         self.opened_at: float | None = None
         self.slot: str | None = None
+        self.heartbeat_due = 0.0
 
     def send(self, message: PreparedMessage) -> Sent:
         """Queue a prepared frame on the socket (see :class:`Sent`)."""

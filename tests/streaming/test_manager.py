@@ -712,36 +712,37 @@ def test_sweep_touches_only_silent_connections():
 
 
 def test_pings_to_a_crowd_are_spread_over_the_interval_and_stay_spread():
-    """1,000 tabs opened at the same instant are not all pinged in one tick: each 1 s tick sends
-    at most twice the steady rate (134 here), everyone is pinged within the first half interval,
-    and the next round keeps that spread instead of bunching again. Nobody times out."""
+    """1,000 tabs opened at the same instant are not all pinged in one tick: each 0.25 s tick
+    sends at most the budget (100 here), and the next round keeps that spread instead of
+    bunching again. Nobody times out, and a tick looks only at the sessions that are due."""
 
     async def main() -> None:
         manager, _, clock = make(
             heartbeat_interval_s=15.0, heartbeat_timeout_s=30.0, max_connections_per_user=1000
         )
-        assert manager.heartbeat_tick_s == 1.0
+        assert manager.heartbeat_tick_s == 0.25
         clients = [FakeClient("1", sid=f"s{i}") for i in range(1000)]
         clock.now = 0.0
         for c in clients:
             manager.connect(c)
-        assert manager.ping_budget() == 134  # ceil(2 × 1000 × 1 / 15)
+        assert manager.ping_budget() == 100  # max(100, ceil(2 × 1000 × 0.25 / 15))
         per_tick: list[int] = []
-        for second in range(1, 46):
-            clock.now = float(second)
+        for tick in range(1, 4 * 45 + 1):
+            clock.now = tick / 4
             before = sum(len(c.log) for c in clients)
             manager.sweep()
             per_tick.append(sum(len(c.log) for c in clients) - before)
             for c in clients:  # every tab answers at once
                 if c.log and c.log[-1] == ("ping", None):
                     manager.seen(c)
-        first_round, second_round = per_tick[14:22], per_tick[29:37]
-        assert per_tick[:14] == [0] * 14
-        assert max(per_tick) == 134
-        assert sum(first_round) == 1000 and sum(second_round) == 1000
-        assert first_round == second_round  # the spread is kept, not bunched again
-        assert all(len([e for e in c.log if e[0] == "close"]) == 0 for c in clients)
+        first_round, second_round = per_tick[59 : 59 + 12], per_tick[119 : 119 + 12]
+        assert per_tick[:59] == [0] * 59  # nothing before 15 s
+        assert max(per_tick) == 100
+        assert first_round == [100] * 10 + [0, 0]  # 1,000 pings over 2.5 s, not one burst
+        assert second_round == first_round  # 15 s later: the same spread, not bunched again
+        assert all(("close", (4000, "Heartbeat timeout")) not in c.log for c in clients)
         assert manager.hub.count() == 1000
+        assert len(manager._heartbeats) == 1000  # one live check per session, no pile-up
 
     run(main)
 
@@ -897,7 +898,7 @@ def test_start_without_batching_only_runs_heartbeat():
         manager, _, _ = make(window_ms=0, heartbeat_interval_s=15.0, heartbeat_timeout_s=30.0)
         manager.start()
         (timer,) = manager._timers
-        assert timer.callback_time == 1000.0  # min(15, 30) / 15 seconds, in ms
+        assert timer.callback_time == 250.0  # min(15, 30) / 60 seconds, in ms
         await manager.stop()
 
     run(main)

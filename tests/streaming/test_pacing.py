@@ -89,17 +89,20 @@ def test_paced_sweep_pings_everyone_and_yields_between() -> None:
             raise AssertionError("nobody is silent here")
 
     async def main() -> None:
+        now = [0.0]
         manager = StreamManager(
             MemoryBroker(),
             batch_window_ms=0,
             max_connections_per_user=1000,
             heartbeat_interval_s=15.0,
             heartbeat_timeout_s=30.0,
+            clock=lambda: now[0],
         )
         clients = [SlowPing(n) for n in range(500)]
         for c in clients:
             assert manager.connect(c)  # type: ignore[arg-type]
-            c.last_ping = c.last_seen = -20.0  # due
+            c.last_seen = 20.0  # answers every ping at once
+        now[0] = 20.0  # every first ping is due
         turns: list[int] = []
 
         async def other_work() -> None:
@@ -114,6 +117,7 @@ def test_paced_sweep_pings_everyone_and_yields_between() -> None:
         assert sum(c.pings for c in clients) == 100
         assert len({t for t in turns if 0 < t < 100}) >= 1  # it yielded mid-tick
         for _ in range(4):  # the next ticks ping the others, none twice
+            now[0] += manager.heartbeat_tick_s
             await manager.sweep_paced()
         other.cancel()
         assert all(c.pings == 1 for c in clients)
