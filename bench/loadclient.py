@@ -387,11 +387,13 @@ class _Worker:
                     del pending[idx]
                     continue
                 frames = conn.frames
-                start = seen_upto[idx]
-                for _, data in frames[start:]:
-                    if tags:
-                        tags.difference_update([t for t in tags if t in data])
-                seen_upto[idx] = len(frames)
+                start, end = seen_upto[idx], len(frames)
+                i = end - 1
+                while tags and i >= start:  # newest first: the last updates are at the end
+                    data = frames[i][1]
+                    tags.difference_update([t for t in tags if t in data])
+                    i -= 1
+                seen_upto[idx] = end
                 if not tags:
                     del pending[idx]
             if pending:
@@ -441,7 +443,9 @@ class _Worker:
         return raw
 
 
-def _worker_main(pipe: Connection) -> None:
+def _worker_main(pipe: Connection, nice: int = 0) -> None:
+    if nice:
+        os.nice(nice)  # below the server under test: it stands for browsers on other machines
     try:
         import uvloop
 
@@ -501,15 +505,16 @@ class ClientPool:
 
     Args:
         procs: worker processes (each one event loop); connections are dealt round-robin.
+        nice: niceness added in each worker (``--client-nice``).
     """
 
-    def __init__(self, procs: int) -> None:
+    def __init__(self, procs: int, nice: int = 0) -> None:
         ctx = multiprocessing.get_context("spawn")
         self.pipes: list[Connection] = []
         self.procs: list[Any] = []
         for _ in range(procs):
             ours, theirs = ctx.Pipe()
-            proc = ctx.Process(target=_worker_main, args=(theirs,), daemon=True)
+            proc = ctx.Process(target=_worker_main, args=(theirs, nice), daemon=True)
             proc.start()
             self.pipes.append(ours)
             self.procs.append(proc)
