@@ -37,6 +37,7 @@ from handlers.ws import FolioProtocol, PortfolioSocket  # noqa: E402
 from streaming.broker import Publication  # noqa: E402
 from streaming.events import Channel  # noqa: E402
 from streaming.hub import Hub  # noqa: E402
+from streaming.session import Session  # noqa: E402
 from streaming.subscription import Subscription  # noqa: E402
 
 ALL = {Channel.POSITIONS, Channel.ORDERS, Channel.ACCOUNT, Channel.TRADES}
@@ -52,9 +53,7 @@ def _pair(tcp: socket.socket | None) -> tuple[socket.socket, socket.socket]:
     return left, right
 
 
-def _connection(
-    user_id: str, n: int, tcp: socket.socket | None
-) -> tuple[PortfolioSocket, socket.socket]:
+def _connection(user_id: str, n: int, tcp: socket.socket | None) -> tuple[Session, socket.socket]:
     left, right = _pair(tcp)
     left.setblocking(False)
     right.setblocking(False)
@@ -66,10 +65,10 @@ def _connection(
     proto._message_bytes_out = proto._wire_bytes_out = 0
     sock = PortfolioSocket.__new__(PortfolioSocket)
     sock.ws_connection = proto
-    sock.user_id, sock.sid, sock.conn_id = user_id, f"s{n}", f"c{n}"
-    sock.subscription = Subscription(set(ALL))
-    sock.last_seen = sock.last_ping = sock.expires_at = 0.0
-    return sock, right
+    session = Session(sock, user_id, f"s{n}", conn_id=f"c{n}")
+    session.subscription = Subscription(set(ALL))
+    sock.session = session
+    return session, right
 
 
 def _batch(i: int) -> dict[str, Any]:
@@ -130,7 +129,9 @@ async def main() -> int:
     # the kernel's share: the same number of sends of one ~300-byte frame, same sockets
     conns = [c for c in hub.all()]
     frame = b"\xc1" + bytes([126]) + (300).to_bytes(2, "big") + b"x" * 300
-    per_user = {u: [c.ws_connection.stream.socket for c in conns if c.user_id == u] for u in users}
+    per_user = {
+        u: [c.transport.ws_connection.stream.socket for c in conns if c.user_id == u] for u in users
+    }
     for i in range(a.rounds):
         socks = per_user[users[i % a.users]]
         t0 = time.process_time()
