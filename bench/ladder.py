@@ -227,6 +227,8 @@ class Ladder:
         if variant == "folio-uvloop":
             name, _, value = self.args.uvloop_env.partition("=")
             server.env[name] = value
+        if self.args.slow_ms:
+            server.env["FOLIO_BENCH_SLOW_MS"] = str(self.args.slow_ms)
         for setting in self.args.folio_env:
             name, _, value = setting.partition("=")
             server.env[name] = value
@@ -377,6 +379,10 @@ class Ladder:
             r["server_log"] = server.log_problems()
             if kind == "folio":
                 r["gc"] = _gc_during(server, r.get("load_started_wall"), r.get("load_ended_wall"))
+                if args.slow_ms:
+                    r["slow_callbacks"] = _slow_during(
+                        server, r.get("load_started_wall"), r.get("load_ended_wall")
+                    )
         a = r["analysis"]
         r["ok"] = bool(
             a["lost"] == 0
@@ -426,6 +432,22 @@ def _gc_during(server: Any, start: float | None, end: float | None) -> dict[str,
         "gen2_s": round(sum(full), 3),
         "gen2_max_s": round(max(full, default=0.0), 3),
     }
+
+
+def _slow_during(server: Any, start: float | None, end: float | None) -> list[Any] | None:
+    """Loop iterations over ``--slow-ms`` during load + drain (``FOLIO_BENCH_SLOW`` line).
+
+    Returns ``[[unix time, wall ms, CPU ms, I/O events, callbacks ready before], …]``, or None
+    without such a line.
+    """
+    try:
+        lines = server.log_path.read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    found = [ln for ln in lines if ln.startswith("FOLIO_BENCH_SLOW ")]
+    if not found or start is None or end is None:
+        return None
+    return [row for row in json.loads(found[-1].split(" ", 1)[1]) if start <= row[0] <= end]
 
 
 def _start_profiler(
@@ -549,6 +571,12 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     )
     p.add_argument(
         "--uvloop-env", default="EVENT_LOOP=uvloop", help="NAME=VALUE that turns uvloop on"
+    )
+    p.add_argument(
+        "--slow-ms",
+        type=float,
+        default=0.0,
+        help="record every folio loop callback longer than this (wall ms, with its CPU ms)",
     )
     p.add_argument(
         "--client-nice",

@@ -45,3 +45,41 @@ if os.environ.get("FOLIO_BENCH_GC_LOG"):
 
     gc.callbacks.append(_on_gc)
     atexit.register(_report)
+
+if os.environ.get("FOLIO_BENCH_SLOW_MS"):
+    # Every event-loop iteration whose callbacks took longer than FOLIO_BENCH_SLOW_MS (wall, from
+    # the end of its epoll wait to the end of the iteration), with its CPU time and how many
+    # callbacks it ran: wall >> CPU means the process was off the CPU (the machine was busy);
+    # wall ≈ CPU with one callback means a long callback, with many a crowded iteration.
+    # One line ``FOLIO_BENCH_SLOW {json}`` at exit.
+    import asyncio.base_events
+    import selectors
+
+    _limit = float(os.environ["FOLIO_BENCH_SLOW_MS"]) / 1000.0
+    _slow: list[tuple[float, float, float, int, int]] = []
+    _woke = [0.0, 0.0, 0]
+    _select = selectors.EpollSelector.select
+    _run_once = asyncio.base_events.BaseEventLoop._run_once
+
+    def _timed_select(self: selectors.EpollSelector, timeout: float | None = None) -> list:
+        events = _select(self, timeout)
+        _woke[0], _woke[1], _woke[2] = time.perf_counter(), time.thread_time(), len(events)
+        return events
+
+    def _timed_run_once(self: asyncio.base_events.BaseEventLoop) -> None:
+        ready = len(self._ready)  # type: ignore[attr-defined]
+        _run_once(self)
+        wall = time.perf_counter() - _woke[0]
+        if wall >= _limit and len(_slow) < 10_000:
+            cpu = time.thread_time() - _woke[1]
+            _slow.append(
+                (time.time(), round(wall * 1000, 2), round(cpu * 1000, 2), _woke[2], ready)
+            )
+
+    selectors.EpollSelector.select = _timed_select  # type: ignore[method-assign]
+    asyncio.base_events.BaseEventLoop._run_once = _timed_run_once  # type: ignore[method-assign]
+
+    def _report_slow() -> None:
+        print(f"FOLIO_BENCH_SLOW {json.dumps(_slow)}", file=sys.stderr, flush=True)
+
+    atexit.register(_report_slow)
