@@ -177,13 +177,21 @@ class _RssSampler(threading.Thread):
 
 def _run_sender(cfg: dict[str, Any]) -> dict[str, Any]:
     nice = int(cfg.pop("nice", 0))
+    cpus = set(cfg.pop("cpus", None) or ())
+
+    def prepare() -> None:
+        if nice:
+            os.nice(nice)
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+
     proc = subprocess.run(
         [sys.executable, str(BENCH / "latency.py"), "_sender"],
         input=json.dumps(cfg).encode(),
         capture_output=True,
         cwd=REPO,
         timeout=cfg["duration"] * 3 + 60,
-        preexec_fn=(lambda: os.nice(nice)) if nice else None,  # noqa: PLW1509 - only os.nice
+        preexec_fn=prepare if nice or cpus else None,  # noqa: PLW1509 - nice and affinity only
     )
     if proc.returncode != 0:
         raise RuntimeError(f"sender failed: {proc.stderr.decode(errors='replace')[-2000:]}")
@@ -203,7 +211,7 @@ class Ladder:
         self.peer_secret = secrets.token_hex(16)
         self.folio_auth: list[tuple[str, str]] | None = None  # (userId, cookie) per user
         self.peer_user_ids: list[str] = []
-        self.pool = ClientPool(args.client_procs, args.client_nice)
+        self.pool = ClientPool(args.client_procs, args.client_nice, _client_cpus(args))
         self.current: ServerProcess | PeerProcess | None = None
 
     def close(self) -> None:
@@ -264,6 +272,8 @@ class Ladder:
             server.start()
             time.sleep(1.0)
             pid = server.pid
+            if args.pin:
+                _pin(pid, {0})
             r["rss_start_mb"] = _rss_mb(pid)
             if kind == "folio":
                 if self.folio_auth is None:
@@ -303,6 +313,7 @@ class Ladder:
                     "senders": n_users,
                     "max_seconds": args.duration * 2,
                     "nice": args.client_nice,
+                    "cpus": sorted(_client_cpus(args) or ()),
                 }
             )
             sent = [tuple(row) for row in send.pop("sent")]
@@ -432,6 +443,23 @@ def _gc_during(server: Any, start: float | None, end: float | None) -> dict[str,
         "gen2_s": round(sum(full), 3),
         "gen2_max_s": round(max(full, default=0.0), 3),
     }
+
+
+def _client_cpus(args: argparse.Namespace) -> set[int] | None:
+    """``--pin``: the load clients and the sender run on every CPU but the server's (CPU 0)."""
+    if not args.pin:
+        return None
+    others = set(os.sched_getaffinity(0)) - {0}
+    return others or None
+
+
+def _pin(pid: int, cpus: set[int]) -> None:
+    """Every thread of ``pid`` on ``cpus`` (``sched_setaffinity`` is per thread)."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            os.sched_setaffinity(int(tid), cpus)
+        except OSError:  # the thread ended meanwhile
+            pass
 
 
 def _slow_during(server: Any, start: float | None, end: float | None) -> list[Any] | None:
@@ -577,6 +605,12 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
         type=float,
         default=0.0,
         help="record every folio loop callback longer than this (wall ms, with its CPU ms)",
+    )
+    p.add_argument(
+        "--pin",
+        action="store_true",
+        help="server under test on CPU 0, load clients and sender on the other CPUs (same for "
+        "every server): the server is not queued behind the processes that stand for browsers",
     )
     p.add_argument(
         "--client-nice",

@@ -443,9 +443,11 @@ class _Worker:
         return raw
 
 
-def _worker_main(pipe: Connection, nice: int = 0) -> None:
+def _worker_main(pipe: Connection, nice: int = 0, cpus: set[int] | None = None) -> None:
     if nice:
         os.nice(nice)  # below the server under test: it stands for browsers on other machines
+    if cpus:
+        os.sched_setaffinity(0, cpus)  # --pin: off the server's CPU
     try:
         import uvloop
 
@@ -506,15 +508,16 @@ class ClientPool:
     Args:
         procs: worker processes (each one event loop); connections are dealt round-robin.
         nice: niceness added in each worker (``--client-nice``).
+        cpus: CPUs the workers may run on (``--pin``), or None for any.
     """
 
-    def __init__(self, procs: int, nice: int = 0) -> None:
+    def __init__(self, procs: int, nice: int = 0, cpus: set[int] | None = None) -> None:
         ctx = multiprocessing.get_context("spawn")
         self.pipes: list[Connection] = []
         self.procs: list[Any] = []
         for _ in range(procs):
             ours, theirs = ctx.Pipe()
-            proc = ctx.Process(target=_worker_main, args=(theirs, nice), daemon=True)
+            proc = ctx.Process(target=_worker_main, args=(theirs, nice, cpus), daemon=True)
             proc.start()
             self.pipes.append(ours)
             self.procs.append(proc)
