@@ -57,6 +57,7 @@ from handlers.auth import LoginHandler, LogoutHandler, MeHandler
 from handlers.base import Context, NotFoundHandler, log_request
 from handlers.health import ApiDocumentHandler, LivezHandler, ReadyzHandler
 from handlers.internal import HookFastPath, InternalEventsHandler
+from handlers.internal_listener import InternalListener
 from handlers.limits import LimitedHTTPServer
 from handlers.portfolio import AccountHistoryHandler, HealthHandler, PortfolioHandler
 from handlers.spa import AssetHandler, SpaHandler
@@ -177,6 +178,7 @@ class FolioServer:
             (alpaca-py streams for the accounts it leases → the engine; serves only ``/livez``,
             ``/readyz`` and ``/metrics``; needs ``REDIS_URL``). See docs/deployment.md.
         sockets: listening sockets already bound (``web --processes K`` binds before forking).
+        internal_sockets: the same for ``INTERNAL_PORT``.
     """
 
     def __init__(
@@ -185,6 +187,7 @@ class FolioServer:
         static_dir: Path = STATIC_DIR,
         role: str = "all",
         sockets: list[socket.socket] | None = None,
+        internal_sockets: list[socket.socket] | None = None,
     ) -> None:
         if role not in ROLES:
             raise ValueError(f"role must be one of {', '.join(ROLES)}")
@@ -192,6 +195,9 @@ class FolioServer:
         self.static_dir = static_dir
         self.role = role
         self._sockets = sockets
+        self._internal_sockets = internal_sockets
+        #: ``INTERNAL_PORT``'s listener (None when not set, or in the bridge role).
+        self.internal: InternalListener | None = None
         self.store: Store | None = None
         self.simulator: Any = None
         self.bridge: AlpacaBridge | None = None
@@ -334,8 +340,22 @@ class FolioServer:
             ctx.extra_status["cluster"] = self.cluster.view
         else:
             ctx.extra_status["cluster"] = self._single_process_view
+        if self.serves_web and s.internal_port is not None:
+            self.internal = InternalListener(
+                ctx,
+                max_body=MAX_BODY_BYTES,
+                idle_timeout_s=s.idle_connection_timeout_s,
+                body_timeout_s=s.body_timeout_s,
+            )
         # Listen last: the demo users exist and every part is up before the first request.
         self.http.add_sockets(sockets)
+        if self.internal is not None and s.internal_port is not None:
+            port = await self.internal.start(
+                s.internal_host, s.internal_port, self._internal_sockets
+            )
+            log.info(
+                "internal hook listening on http://%s:%d/internal/events", s.internal_host, port
+            )
         log.info(
             "folio-stream %s listening on http://%s:%d (%s, realtime %s)",
             self.role,
@@ -447,6 +467,8 @@ class FolioServer:
             self._purge.cancel()
         if self.http is not None:
             self.http.stop()
+        if self.internal is not None:
+            await self.internal.stop()
         if self.cluster is not None:
             await self.cluster.stop()
         if self.ownership is not None:
@@ -578,9 +600,12 @@ class FolioServer:
 
 
 async def _serve(
-    settings: Settings, role: str = "all", sockets: list[socket.socket] | None = None
+    settings: Settings,
+    role: str = "all",
+    sockets: list[socket.socket] | None = None,
+    internal_sockets: list[socket.socket] | None = None,
 ) -> int:
-    server = FolioServer(settings, role=role, sockets=sockets)
+    server = FolioServer(settings, role=role, sockets=sockets, internal_sockets=internal_sockets)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):  # before start: a signal during start-up is clean
@@ -654,16 +679,20 @@ def main(argv: list[str] | None = None) -> int:
     for line in warnings:
         log.warning("%s (a flag wins over its environment variable)", line)
     try:
-        sockets = None
+        sockets = internal = None
         if processes > 1:
             # Bound once, before forking: every web process accepts on the same port.
             sockets = bind_sockets(settings.port, settings.host, reuse_port=True)
             if settings.port == 0:
                 settings = dataclasses.replace(settings, port=sockets[0].getsockname()[1])
+            if settings.internal_port is not None:
+                internal = bind_sockets(
+                    settings.internal_port, settings.internal_host, reuse_port=True
+                )
             fork_processes(processes, max_restarts=100)
             _die_with_parent()
         with asyncio.Runner(loop_factory=_loop_factory(settings.event_loop)) as runner:
-            return runner.run(_serve(settings, role, sockets))
+            return runner.run(_serve(settings, role, sockets, internal))
     except Exception as exc:
         message = explain(
             exc,

@@ -57,10 +57,13 @@ def main() -> int:
     p.add_argument("--nice", type=int, default=0)
     p.add_argument("--perf", metavar="DIR", help="perf record -g the server into DIR/perf.data")
     p.add_argument("--profile", metavar="DIR", help="py-spy record the server into DIR")
+    p.add_argument("--hook", choices=("internal", "main"), default="internal")
     a = p.parse_args()
     if a.nice:
         os.setpriority(os.PRIO_PROCESS, 0, a.nice)
-    args = _parse_args(["--users", str(a.users), "--servers", "folio", "--client-procs", "1"])
+    args = _parse_args(
+        ["--users", str(a.users), "--servers", "folio", "--client-procs", "1", "--hook", a.hook]
+    )
     ladder = Ladder(args)
     results: list[dict[str, Any]] = []
     try:
@@ -98,7 +101,7 @@ def main() -> int:
                 send = _run_sender(
                     {
                         "port": server.port,
-                        "hook_port": server.port,
+                        "hook_port": getattr(server, "hook_port", server.port),
                         "users": [u for u, _ in ladder.folio_auth],
                         "symbols": ladder.symbols,
                         "rate": a.rate,

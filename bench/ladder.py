@@ -237,6 +237,11 @@ class Ladder:
             server.env[name] = value
         if self.args.slow_ms:
             server.env["FOLIO_BENCH_SLOW_MS"] = str(self.args.slow_ms)
+        if self.args.hook == "internal":
+            # Producers post to the internal listener (INTERNAL_PORT), as the ws peer's hook has
+            # its own port; --hook main posts to the main port's Tornado handler instead.
+            server.hook_port = _free_port()  # type: ignore[attr-defined]
+            server.env["INTERNAL_PORT"] = str(server.hook_port)  # type: ignore[attr-defined]
         for setting in self.args.folio_env:
             name, _, value = setting.partition("=")
             server.env[name] = value
@@ -599,6 +604,13 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     )
     p.add_argument(
         "--uvloop-env", default="EVENT_LOOP=uvloop", help="NAME=VALUE that turns uvloop on"
+    )
+    p.add_argument(
+        "--hook",
+        choices=("internal", "main"),
+        default="internal",
+        help="where the sender posts folio's events: the internal listener (INTERNAL_PORT, the "
+        "default) or the main port",
     )
     p.add_argument(
         "--slow-ms",

@@ -130,6 +130,8 @@ class Settings:
     heartbeat_interval_s: float = 15.0
     heartbeat_timeout_s: float = 30.0
     internal_token: str = field(default="", repr=False)
+    internal_host: str = "127.0.0.1"
+    internal_port: int | None = None
     allowed_origins: tuple[str, ...] = ()
     session_ttl_s: int = 12 * 3600
     sync_interval_s: float = 60.0
@@ -205,6 +207,8 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "heartbeat_interval_s": lambda n, v: _parse_float(n, v, minimum=0.05),
     "heartbeat_timeout_s": lambda n, v: _parse_float(n, v, minimum=0.1),
     "internal_token": lambda n, v: v.strip(),
+    "internal_host": lambda n, v: v.strip() or "127.0.0.1",
+    "internal_port": lambda n, v: _parse_int(n, v, minimum=0, maximum=65535) if v.strip() else None,
     "allowed_origins": _parse_origins,
     "session_ttl_s": lambda n, v: _parse_int(n, v, minimum=60),
     "sync_interval_s": lambda n, v: _parse_float(n, v, minimum=0.1),
@@ -254,6 +258,8 @@ SETTINGS_HELP: dict[str, str] = {
     "heartbeat_interval_s": "seconds between WebSocket pings",
     "heartbeat_timeout_s": "seconds of silence before a connection is closed",
     "internal_token": "bearer token for POST /internal/events (empty: hook disabled)",
+    "internal_host": "address of the internal listener (INTERNAL_PORT)",
+    "internal_port": "also serve POST /internal/events alone on this port, lean (empty: off)",
     "allowed_origins": "comma-separated origins allowed to open the WebSocket",
     "session_ttl_s": "session lifetime in seconds",
     "sync_interval_s": "seconds between REST reconciliations with the broker",

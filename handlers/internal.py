@@ -40,15 +40,26 @@ from storage.db import StorageError
 from streaming.events import EventValidationError, validate_pushed_event
 from streaming.tasks import spawn
 
-__all__ = ["HOOK_PATH", "HookFastPath", "InternalEventsHandler", "push_event"]
+__all__ = [
+    "ACCEPTED",
+    "HOOK_PATH",
+    "HookFastPath",
+    "InternalEventsHandler",
+    "SERVER",
+    "error_body",
+    "hook_answer",
+    "push_event",
+]
 
 log = logging.getLogger(__name__)
 
 #: The hook's path (the ``Application`` routes it too).
 HOOK_PATH = "/internal/events"
 
-_ACCEPTED = b'{"accepted":true}'
-_SERVER = f"TornadoServer/{tornado.version}"
+#: The body of a 202.
+ACCEPTED = b'{"accepted":true}'
+#: The ``Server`` header Tornado's answers carry.
+SERVER = f"TornadoServer/{tornado.version}"
 
 
 async def push_event(ctx: Context, authorization: str, body: bytes | None) -> None:
@@ -86,6 +97,35 @@ async def push_event(ctx: Context, authorization: str, body: bytes | None) -> No
         raise ApiError(404, "unknown_user", f"userId: no user {user_id}")
     # positions, orders and the account are kept (REST, snapshots); trades are relayed
     await ctx.portfolio.accept_pushed(user_id, type_, data)
+
+
+async def hook_answer(
+    ctx: Context, authorization: str, body: bytes | None
+) -> tuple[int, bytes, ApiError | None]:
+    """Run :func:`push_event` and say what to answer: ``(status, JSON body, error or None)``.
+
+    ``202 {"accepted":true}``, an :class:`ApiError`'s status with
+    ``{"error": {"code", "message"}}``, or, for anything unexpected (logged once with its
+    traceback), ``500 internal_error`` with no detail for the caller.
+    """
+    try:
+        await push_event(ctx, authorization, body)
+    except ApiError as exc:
+        return exc.status_code, error_body(exc), exc
+    except Exception:  # noqa: BLE001 - answered 500 like a RequestHandler, logged once
+        log.exception("POST %s failed", HOOK_PATH)
+        error = ApiError(500, "internal_error", "internal error")
+        return 500, error_body(error), error
+    return 202, ACCEPTED, None
+
+
+def error_body(error: ApiError) -> bytes:
+    """The JSON body of an error answer: ``{"error": {"code", "message"}}``."""
+    return ujson.dumps(
+        {"error": {"code": error.code, "message": error.message}},
+        ensure_ascii=False,
+        escape_forward_slashes=False,
+    ).encode()
 
 
 class InternalEventsHandler(BaseHandler):
@@ -188,14 +228,7 @@ class _HookRequest(httputil.HTTPMessageDelegate):
         self._closed = True
 
     async def _answer(self, body: bytes) -> None:
-        error: ApiError | None = None
-        try:
-            await push_event(self._ctx, self._authorization, body)
-        except ApiError as exc:
-            error = exc
-        except Exception:  # noqa: BLE001 - answered 500 like a RequestHandler, logged once
-            log.exception("POST %s failed", HOOK_PATH)
-            error = ApiError(500, "internal_error", "internal error")
+        status, payload, error = await hook_answer(self._ctx, self._authorization, body)
         if self._closed:
             return
         headers = HTTPHeaders()
@@ -203,19 +236,10 @@ class _HookRequest(httputil.HTTPMessageDelegate):
         headers["Cache-Control"] = "no-store"
         for name, value in JSON_SECURITY_HEADERS:
             headers[name] = value
-        headers["Server"] = _SERVER
+        headers["Server"] = SERVER
         headers["Date"] = httputil.format_timestamp(time.time())
-        if error is None:
-            status, payload = 202, _ACCEPTED
-        else:
-            status = error.status_code
-            payload = ujson.dumps(
-                {"error": {"code": error.code, "message": error.message}},
-                ensure_ascii=False,
-                escape_forward_slashes=False,
-            ).encode()
-            if error.retry_after is not None:
-                headers["Retry-After"] = error.retry_after
+        if error is not None and error.retry_after is not None:
+            headers["Retry-After"] = error.retry_after
         headers["Content-Length"] = str(len(payload))
         reason = httputil.responses.get(status, "Unknown")
         self._conn.write_headers(ResponseStartLine("HTTP/1.1", status, reason), headers, payload)
