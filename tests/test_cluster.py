@@ -198,10 +198,11 @@ class Cluster:
             Proc(f"bridge{i + 1}", ["server.py", "bridge"], {**env, "PORT": str(port)}, directory)
             for i, port in enumerate(self.bridge_ports)
         ]
+        self.internal_port = _free_port()
         self.web = Proc(
             "web",
             ["server.py", "web", "--processes", "2"],
-            {**env, "PORT": str(self.web_port)},
+            {**env, "PORT": str(self.web_port), "INTERNAL_PORT": str(self.internal_port)},
             directory,
         )
         self.user_ids: dict[str, str] = {}
@@ -660,6 +661,37 @@ async def _drain(ws: ClientConnection) -> int | None:
     except ConnectionClosed as exc:
         return exc.rcvd.code if exc.rcvd else None
     return ws.close_code
+
+
+def test_internal_port_is_served_by_the_web_processes(cluster: Cluster) -> None:
+    """INTERNAL_PORT, bound before the fork: events posted there on fresh connections (so both
+    web processes take some) all reach the trader, in order."""
+    cluster.heal()
+
+    async def scenario() -> None:
+        ws, first = await _open(cluster, cluster.login("alice"))
+        await ws.send(json.dumps({"type": "subscribe", "channels": ["orders"]}))
+        while json.loads(await asyncio.wait_for(ws.recv(), wait(10)))["type"] != "snapshot":
+            pass
+        alice = cluster.user_ids["alice"]
+        for n in range(10):
+            conn = http.client.HTTPConnection("127.0.0.1", cluster.internal_port, timeout=10)
+            body = {"userId": alice, "type": "order_update", "data": {**ORDER, "orderId": f"i{n}"}}
+            conn.request(
+                "POST", "/internal/events", json.dumps(body), {"Authorization": f"Bearer {TOKEN}"}
+            )
+            resp = conn.getresponse()
+            assert (resp.status, resp.read()) == (202, b'{"accepted":true}')
+            conn.close()
+        got: list[str] = []
+        while len(got) < 10:
+            msg = json.loads(await asyncio.wait_for(ws.recv(), wait(10)))
+            if msg["type"] == "order_update" and msg["data"]["orderId"].startswith("i"):
+                got.append(msg["data"]["orderId"])
+        assert got == [f"i{n}" for n in range(10)]
+        await ws.close()
+
+    asyncio.run(scenario())
 
 
 def test_sixth_connection_refused_across_processes_and_freed_after_kill(cluster: Cluster) -> None:
