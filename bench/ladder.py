@@ -620,9 +620,11 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     )
     p.add_argument(
         "--pin",
-        action="store_true",
-        help="server under test on CPU 0, load clients and sender on the other CPUs (same for "
-        "every server): the server is not queued behind the processes that stand for browsers",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="server under test on CPU 0, load clients and sender on the other CPUs (the "
+        "default; the same for every server): the server is not preempted by the processes that "
+        "stand for browsers on other machines; --no-pin lets the scheduler place everything",
     )
     p.add_argument(
         "--client-nice",
