@@ -431,14 +431,9 @@ def _gc_during(server: Any, start: float | None, end: float | None) -> dict[str,
     Returns ``{"threshold", "gen1", "gen2", "gen2_s" (CPU seconds in them), "gen2_max_s"}``, or
     None when the server wrote no such line (it did not exit through ``atexit``).
     """
-    try:
-        lines = server.log_path.read_text(errors="replace").splitlines()
-    except OSError:
+    doc = _exit_report(server, "FOLIO_BENCH_GC")
+    if doc is None or start is None or end is None:
         return None
-    found = [ln for ln in lines if ln.startswith("FOLIO_BENCH_GC ")]
-    if not found or start is None or end is None:
-        return None
-    doc = json.loads(found[-1].split(" ", 1)[1])
     during = [(g, s) for t, g, s in doc["pauses"] if start <= t <= end]
     full = [s for g, s in during if g == 2]
     return {
@@ -473,14 +468,21 @@ def _slow_during(server: Any, start: float | None, end: float | None) -> list[An
     Returns ``[[unix time, wall ms, CPU ms, I/O events, callbacks ready before], …]``, or None
     without such a line.
     """
+    rows = _exit_report(server, "FOLIO_BENCH_SLOW")
+    if rows is None or start is None or end is None:
+        return None
+    return [row for row in rows if start <= row[0] <= end]
+
+
+def _exit_report(server: Any, marker: str) -> Any:
+    """The JSON of the last ``<marker> {json}`` line in the server's log (``bench/gcsite``'s
+    reports, written at exit), or None."""
     try:
         lines = server.log_path.read_text(errors="replace").splitlines()
     except OSError:
         return None
-    found = [ln for ln in lines if ln.startswith("FOLIO_BENCH_SLOW ")]
-    if not found or start is None or end is None:
-        return None
-    return [row for row in json.loads(found[-1].split(" ", 1)[1]) if start <= row[0] <= end]
+    found = [ln for ln in lines if ln.startswith(marker + " ")]
+    return json.loads(found[-1].split(" ", 1)[1]) if found else None
 
 
 def _start_profiler(
