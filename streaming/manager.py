@@ -192,7 +192,7 @@ class StreamManager:
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
-        """Start the batch-flush and heartbeat :class:`PeriodicCallback` s on the current IOLoop."""
+        """Start the publisher's batch timer and the heartbeat :class:`PeriodicCallback` (this IOLoop)."""
         self.publisher.start()
         self._timers.append(PeriodicCallback(self.sweep_paced, self.heartbeat_tick_s * 1000.0))
         for timer in self._timers:
