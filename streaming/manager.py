@@ -192,7 +192,7 @@ class StreamManager:
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
-        """Start the publisher's batch timer and the heartbeat :class:`PeriodicCallback` (this IOLoop)."""
+        """Start the publisher's batch timer and the heartbeat :class:`PeriodicCallback`."""
         self.publisher.start()
         self._timers.append(PeriodicCallback(self.sweep_paced, self.heartbeat_tick_s * 1000.0))
         for timer in self._timers:
