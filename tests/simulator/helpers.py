@@ -45,6 +45,21 @@ async def wait_until(pred: Callable[[], bool], timeout: float = 10.0, what: str 
         await asyncio.sleep(0.02)
 
 
+def buy(sim: Simulator, symbol: str, qty: int) -> dict[str, Any]:
+    """A market buy of ``qty`` ``symbol`` for the test account ``KEY``; the order's REST shape."""
+    return sim.submit_order(KEY, symbol=symbol, qty=Decimal(qty), side="buy")
+
+
+async def all_filled(sim: Simulator, orders: list[dict[str, Any]], timeout: float = 20.0) -> None:
+    """Wait until every one of ``orders`` is filled at the simulator."""
+    acct = sim.account(KEY)
+    await wait_until(
+        lambda: all(acct.get_order(o["id"]).status == "filled" for o in orders),
+        timeout,
+        "orders filled at the broker",
+    )
+
+
 class StreamThread:
     """An alpaca-py stream running ``run()`` in its own thread."""
 

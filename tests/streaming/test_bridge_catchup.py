@@ -27,7 +27,7 @@ from streaming.memory_broker import MemoryBroker
 from streaming.service import PortfolioService
 from streaming.simulator import Simulator
 from tests.conftest import wait
-from tests.simulator.helpers import KEY, SECRET, run, started, wait_until
+from tests.simulator.helpers import KEY, SECRET, all_filled, buy, run, started, wait_until
 
 ALICE = "1"
 
@@ -81,7 +81,7 @@ class Setup:
     async def fill_unobserved(self, *orders: tuple[str, int]) -> list[dict[str, Any]]:
         """Fill orders at the broker while no bridge listens."""
         placed = [buy(self.sim, symbol, qty) for symbol, qty in orders]
-        await filled(self.sim, placed)
+        await all_filled(self.sim, placed, wait(20))
         return placed
 
     def on_loop(self, fn: Callable[[], Any]) -> Any:
@@ -139,19 +139,6 @@ class Setup:
         await self.manager.stop()
 
 
-def buy(sim: Simulator, symbol: str, qty: int) -> dict[str, Any]:
-    return sim.submit_order(KEY, symbol=symbol, qty=Decimal(qty), side="buy")
-
-
-async def filled(sim: Simulator, orders: list[dict[str, Any]]) -> None:
-    acct = sim.account(KEY)
-    await wait_until(
-        lambda: all(acct.get_order(o["id"]).status == "filled" for o in orders),
-        wait(20),
-        "orders filled at the broker",
-    )
-
-
 def prices(sim: Simulator) -> None:
     for symbol, price in (("AAPL", "100"), ("IBM", "50"), ("MSFT", "30")):
         sim.set_price(symbol, Decimal(price))
@@ -192,7 +179,7 @@ def test_a_fill_streamed_during_catch_up_is_published_once_after_the_caught_up_o
                 assert s.positions_match()
                 # live from now on: a new fill goes straight through
                 live = buy(h.sim, "IBM", 1)
-                await filled(h.sim, [live])
+                await all_filled(h.sim, [live], wait(20))
                 want = ["before", *s.broker_executions(gap, during, live)]
                 await wait_until(lambda: len(s.service.trades(ALICE)) == len(want) - 1, wait(10))
                 assert await s.executions() == want
@@ -275,7 +262,7 @@ def test_unreadable_ledger_goes_live_without_catch_up() -> None:
                 status = s.bridge.status()["catchUp"]
                 assert status["pending"] == [] and status["errors"] == 2
                 order = buy(h.sim, "IBM", 1)
-                await filled(h.sim, [order])
+                await all_filled(h.sim, [order], wait(20))
                 await wait_until(lambda: len(s.service.trades(ALICE)) == 1, wait(10))
                 assert await s.executions() == s.broker_executions(order)
             finally:

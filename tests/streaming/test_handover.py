@@ -20,14 +20,14 @@ from typing import Any
 
 from alpaca.trading.client import TradingClient
 
-from streaming.alpaca_bridge import AlpacaBridge, BridgeAccount, Endpoints
+from streaming.alpaca_bridge import AlpacaBridge, Endpoints
 from streaming.broker import Publication
 from streaming.manager import StreamManager
 from streaming.redis_broker import RedisBroker
-from streaming.service import PortfolioService
 from streaming.simulator import Simulator
 from tests.conftest import wait
-from tests.simulator.helpers import KEY, SECRET, call, run, started, wait_until
+from tests.simulator.helpers import KEY, SECRET, all_filled, buy, call, run, started, wait_until
+from tests.streaming.bridge_process import redis_bridge
 from tests.streaming.test_redis import REDIS_URL, prefix  # noqa: F401 - fixture
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,19 +45,6 @@ def activities(sim: Simulator) -> list[dict[str, Any]]:
         if len(page) < 100:
             return out
         params = {**params, "page_token": page[-1]["id"]}
-
-
-def buy(sim: Simulator, symbol: str, qty: int) -> dict[str, Any]:
-    return sim.submit_order(KEY, symbol=symbol, qty=Decimal(qty), side="buy")
-
-
-async def all_filled(sim: Simulator, orders: list[dict[str, Any]]) -> None:
-    acct = sim.account(KEY)
-    await wait_until(
-        lambda: all(acct.get_order(o["id"]).status == "filled" for o in orders),
-        wait(20),
-        "orders filled at the broker",
-    )
 
 
 async def ledger_size(broker: RedisBroker) -> int:
@@ -98,7 +85,7 @@ def test_kill_9_the_bridge_of_alice_mid_burst_every_fill_once_in_order(prefix: s
                 assert line.strip() == b"ready", line
 
                 # -- A publishes some fills (10 shares execute in two parts at the simulator)
-                await all_filled(sim, [buy(sim, "AAPL", 1), buy(sim, "IBM", 10)])
+                await all_filled(sim, [buy(sim, "AAPL", 1), buy(sim, "IBM", 10)], wait(20))
                 await wait_until_async(lambda: ledger_size(reader), 3, "A published 3 fills")
 
                 # -- a burst; A is killed while it fills
@@ -116,31 +103,19 @@ def test_kill_9_the_bridge_of_alice_mid_burst_every_fill_once_in_order(prefix: s
                 # -- nobody listens: more fills
                 sim.fill_delay_s = 0.05
                 gap = [buy(sim, "MSFT", 10), buy(sim, "AAPL", 4)]
-                await all_filled(sim, burst + gap)
+                await all_filled(sim, burst + gap, wait(20))
                 missed = len(await call(activities, sim)) - published_by_a
 
                 # -- B takes alice over, with orders filling while it catches up
-                broker_b = RedisBroker(REDIS_URL, prefix=prefix)
-                await broker_b.start()
-                manager_b = StreamManager(broker_b, batch_window_ms=0)
-                service_b = PortfolioService(manager_b.publisher, stale_after_s=300)
-                bridge_b = AlpacaBridge(
-                    service_b,
-                    [BridgeAccount(ALICE, KEY, SECRET)],
-                    data_key=KEY,
-                    data_secret=SECRET,
-                    endpoints=Endpoints(
-                        sim.trading_url, sim.trading_stream_url, sim.data_stream_url
-                    ),
-                    sync_interval_s=300,
-                    calendar_factory=None,
-                    fills_ledger=broker_b.published_fills,
+                endpoints = Endpoints(sim.trading_url, sim.trading_stream_url, sim.data_stream_url)
+                broker_b, manager_b, service_b, bridge_b = await redis_bridge(
+                    REDIS_URL, prefix, ALICE, KEY, SECRET, endpoints
                 )
                 sim.fill_delay_s = 0.1
                 during = [buy(sim, "IBM", 10), buy(sim, "MSFT", 1)]
                 await bridge_b.start()
                 live = [buy(sim, "AAPL", 10), buy(sim, "IBM", 2)]
-                await all_filled(sim, during + live)
+                await all_filled(sim, during + live, wait(20))
                 expected = await call(activities, sim)  # the simulator runs on this loop
                 await wait_until_async(
                     lambda: ledger_size(reader), len(expected), "B published every fill"
