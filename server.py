@@ -56,7 +56,7 @@ from handlers.admin import (
 from handlers.auth import LoginHandler, LogoutHandler, MeHandler
 from handlers.base import Context, NotFoundHandler, log_request
 from handlers.health import ApiDocumentHandler, LivezHandler, ReadyzHandler
-from handlers.internal import HookFastPath, InternalEventsHandler
+from handlers.internal import InternalEventsHandler
 from handlers.internal_listener import InternalListener
 from handlers.limits import LimitedHTTPServer
 from handlers.portfolio import AccountHistoryHandler, HealthHandler, PortfolioHandler
@@ -298,7 +298,7 @@ class FolioServer:
         refused = manager.metrics.http_refused
         app = make_app(ctx, self.static_dir) if self.serves_web else make_probe_app(ctx)
         self.http = LimitedHTTPServer(
-            HookFastPath(app, ctx) if self.serves_web else app,
+            app,
             max_body_size=MAX_BODY_BYTES,
             idle_connection_timeout=s.idle_connection_timeout_s,
             body_timeout=s.body_timeout_s,

@@ -25,7 +25,7 @@ _COMMON = (
     ("Referrer-Policy", "same-origin"),
 )
 #: The security headers of a JSON answer, as ``(name, value)`` pairs (for answers written
-#: without a ``RequestHandler``: the hook's fast path).
+#: without a ``RequestHandler``: the internal listener).
 JSON_SECURITY_HEADERS = (("Content-Security-Policy", JSON_CSP), *_COMMON)
 _HOST = re.compile(r"^[A-Za-z0-9.\-:\[\]]{1,255}$")
 

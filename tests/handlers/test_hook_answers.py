@@ -1,8 +1,9 @@
-"""``POST /internal/events`` served without a RequestHandler (handlers/internal.py, HookFastPath).
+"""``POST /internal/events`` on the main port (handlers/internal.py, ``hook_answer``).
 
-The fast path must answer exactly as the Application's handler did: status, JSON body, headers,
-keep-alive, the access-log line; a failure inside is a 500 for that request only; and every
-other request (other methods on the same path included) still goes to the Application.
+It must answer as the Application answers JSON: status, JSON body, headers, keep-alive, the
+access-log line; a failure inside is a 500 for that request only; other methods on the path are
+the Application's 405. (The internal listener is checked against these answers in
+test_internal_listener.py.)
 """
 
 from __future__ import annotations
